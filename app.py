@@ -1,0 +1,116 @@
+"""Application factory: ``create_app()`` reads as the table of contents of the service."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from common.config import load_config
+from common.extensions import api, csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Aftercare app; ``config`` overrides what the environment says."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(load_config(app.instance_path, config))
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from audit.service import install_session_hooks as install_audit_hooks
+    from auth.access import init_login
+    from common import jobs
+    from common.security import register_request_hooks
+
+    _import_models()
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
+    login_manager.init_app(app)
+    init_login(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app)
+    install_audit_hooks()
+    jobs.install_session_hooks()
+    register_request_hooks(app)
+    _import_jobs()
+
+
+def _import_models() -> None:
+    # Every model module, so metadata (and Alembic autogenerate) sees every table.
+    import audit.models  # noqa: F401
+    import auth.models  # noqa: F401
+    import catalog.models  # noqa: F401
+    import common.jobs  # noqa: F401
+    import partners.models  # noqa: F401
+
+
+def _import_jobs() -> None:
+    import audit.jobs  # noqa: F401
+
+
+def register_blueprints(app: Flask) -> None:
+    from audit.views import api_bp as audit_api
+    from auth.views import api_bp as identity_api
+    from auth.views import bp as auth_pages
+    from catalog.views import api_bp as catalog_api
+    from common.views import bp as core_pages
+    from partners.views import api_bp as partners_api
+
+    app.register_blueprint(core_pages)
+    app.register_blueprint(auth_pages)
+    for blueprint in (identity_api, partners_api, catalog_api, audit_api):
+        api.register_blueprint(blueprint)
+    # The API authenticates with bearer tokens only (cookies are ignored), so no CSRF there.
+    for name in ("identity", "partners", "catalog", "audit"):
+        csrf.exempt(app.blueprints[name])
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from common.errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from audit.cli import audit_cli
+    from auth.cli import tokens_cli, users_cli
+    from catalog.cli import import_command
+    from common.cli import outbox_cli, worker_command
+    from demo.cli import demo_command
+    from partners.cli import partners_cli
+
+    for command in (
+        audit_cli,
+        users_cli,
+        tokens_cli,
+        partners_cli,
+        import_command,
+        outbox_cli,
+        worker_command,
+        demo_command,
+    ):
+        app.cli.add_command(command)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """WAL (fast concurrent commits), enforced foreign keys and a busy timeout on SQLite."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

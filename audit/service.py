@@ -1,0 +1,178 @@
+"""Recording and verifying audit events.
+
+``record_event`` queues an event on the session; a ``before_commit`` hook seals the queued
+events into the chain as the transaction's last statements. Taking the chain lock last keeps it
+held for as short a time as possible, and the event still commits or rolls back with the change
+it records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, event, select, update
+from sqlalchemy.orm import Session
+
+from audit.chain import event_hash, normalize_data
+from audit.models import GENESIS_HASH, AuditChainHead, AuditCheck, AuditEvent
+from common.actors import Actor, current_request_id
+from common.extensions import db
+from common.models import utcnow
+
+_PENDING_KEY = "aftercare.audit.pending"
+HEAD_ID = 1
+
+
+def record_event(
+    *,
+    entity_type: str,
+    entity_id: str | int,
+    action: str,
+    actor: Actor,
+    reason: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    session: Session | None = None,
+) -> None:
+    """Queue an audit event that commits atomically with the current transaction."""
+    session = session or db.session()
+    session.info.setdefault(_PENDING_KEY, []).append(
+        {
+            "actor_type": actor.type,
+            "actor_id": str(actor.id),
+            "actor_label": actor.label or str(actor.id),
+            "entity_type": entity_type,
+            "entity_id": str(entity_id),
+            "action": action,
+            "reason": reason,
+            "data": normalize_data(data),
+            "request_id": current_request_id.get(),
+        }
+    )
+
+
+def _seal_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, None)
+    if not pending:
+        return
+    # Bumping the head first takes its row lock (PostgreSQL) / the write lock (SQLite), so
+    # concurrent transactions append one after the other and seq has no gaps.
+    bumped = session.execute(
+        update(AuditChainHead)
+        .where(AuditChainHead.id == HEAD_ID)
+        .values(last_seq=AuditChainHead.last_seq + len(pending))
+        .returning(AuditChainHead.last_seq, AuditChainHead.last_hash)
+    ).one_or_none()
+    if bumped is None:
+        raise RuntimeError("audit chain head missing: run `flask --app app db upgrade`")
+    last_seq, prev_hash = bumped
+    seq = last_seq - len(pending)
+    occurred_at = utcnow()
+    rows = []
+    for fields in pending:
+        seq += 1
+        row = dict(fields, seq=seq, occurred_at=occurred_at, prev_hash=prev_hash)
+        row["hash"] = event_hash(row)
+        prev_hash = row["hash"]
+        rows.append(row)
+    session.execute(AuditEvent.__table__.insert(), rows)
+    session.execute(
+        update(AuditChainHead).where(AuditChainHead.id == HEAD_ID).values(last_hash=prev_hash)
+    )
+
+
+def _discard_pending(session: Session, *args: Any) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+def install_session_hooks() -> None:
+    """Attach the sealing hooks to every SQLAlchemy session (idempotent)."""
+    if not event.contains(Session, "before_commit", _seal_pending):
+        event.listen(Session, "before_commit", _seal_pending)
+        event.listen(Session, "after_rollback", _discard_pending)
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    ok: bool
+    events_checked: int
+    first_broken_seq: int | None = None
+    problem: str | None = None
+
+
+def _row_fields(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "occurred_at": row.occurred_at,
+        "actor_type": row.actor_type,
+        "actor_id": row.actor_id,
+        "actor_label": row.actor_label,
+        "entity_type": row.entity_type,
+        "entity_id": row.entity_id,
+        "action": row.action,
+        "reason": row.reason,
+        "data": row.data,
+        "request_id": row.request_id,
+        "prev_hash": row.prev_hash,
+    }
+
+
+def verify_chain(session: Session | None = None) -> ChainVerification:
+    """Walk the whole chain in order; name the first row that was edited, removed or inserted."""
+    session = session or db.session()
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    rows = session.execute(
+        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000)
+    ).scalars()
+    for row in rows:
+        if row.seq != expected_seq:
+            return ChainVerification(
+                False, checked, expected_seq, f"event seq {expected_seq} is missing"
+            )
+        if row.prev_hash != prev_hash:
+            return ChainVerification(
+                False, checked, row.seq, f"event seq {row.seq} does not link to its predecessor"
+            )
+        if event_hash(_row_fields(row)) != row.hash:
+            return ChainVerification(
+                False, checked, row.seq, f"event seq {row.seq} was modified after it was written"
+            )
+        prev_hash, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+    head = session.get(AuditChainHead, HEAD_ID)
+    if head is not None and (head.last_seq != checked or head.last_hash != prev_hash):
+        return ChainVerification(
+            False,
+            checked,
+            checked + 1,
+            f"chain ends at seq {checked} but the head records seq {head.last_seq}",
+        )
+    return ChainVerification(True, checked)
+
+
+def record_chain_check(*, outbox_id: int | None = None) -> AuditCheck:
+    """Verify the chain and store the result (once per outbox job id)."""
+    if outbox_id is not None:
+        existing = db.session.scalar(select(AuditCheck).where(AuditCheck.outbox_id == outbox_id))
+        if existing is not None:
+            return existing
+    result = verify_chain()
+    check = AuditCheck(
+        outbox_id=outbox_id,
+        ok=result.ok,
+        events_checked=result.events_checked,
+        first_broken_seq=result.first_broken_seq,
+        problem=result.problem,
+    )
+    db.session.add(check)
+    db.session.commit()
+    return check
+
+
+def entity_history_query(entity_type: str, entity_id: str | int) -> Select:
+    """Every event recorded for one entity, oldest first."""
+    return (
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id == str(entity_id))
+        .order_by(AuditEvent.seq)
+    )

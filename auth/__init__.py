@@ -1,0 +1,1 @@
+"""Staff users, login sessions, API tokens and role checks."""

@@ -1,0 +1,1 @@
+"""Products, spare parts, bills of materials and registered purchases: the ground truth."""

@@ -1,0 +1,89 @@
+"""Catalog, purchase registry and CSV import API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, request
+from flask_login import current_user
+from flask_smorest import Blueprint
+
+from auth.access import roles_required
+from auth.roles import ADMIN, FINANCE, SUPPORT, WAREHOUSE
+from catalog import service
+from catalog.schemas import (
+    ImportReportSchema,
+    PartSchema,
+    ProductDetailSchema,
+    ProductSchema,
+    PurchaseQuerySchema,
+    PurchaseSchema,
+)
+from common.pagination import paginate
+
+api_bp = Blueprint(
+    "catalog", __name__, url_prefix="/api/v1", description="Products, parts and purchases"
+)
+
+CSV_BODY = {
+    "required": True,
+    "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@api_bp.route("/products")
+@roles_required(ADMIN, SUPPORT, WAREHOUSE, FINANCE)
+@api_bp.response(200, ProductSchema(many=True))
+@api_bp.paginate()
+def list_products(pagination_parameters: Any) -> Any:
+    """Products with their warranty terms."""
+    return paginate(service.products_query(), pagination_parameters)
+
+
+@api_bp.route("/products/<string:sku>")
+@roles_required(ADMIN, SUPPORT, WAREHOUSE, FINANCE)
+@api_bp.response(200, ProductDetailSchema)
+def get_product(sku: str) -> Any:
+    """One product with its bill of materials."""
+    product = service.get_product(sku)
+    bom = [
+        {
+            "part_number": line.part_number,
+            "description": part.description,
+            "unit_cost": part.unit_cost,
+            "max_qty": line.max_qty,
+        }
+        for line, part in service.bom_for(product.sku)
+    ]
+    return {**ProductSchema().dump(product), "bom": bom}
+
+
+@api_bp.route("/parts")
+@roles_required(ADMIN, SUPPORT, WAREHOUSE, FINANCE)
+@api_bp.response(200, PartSchema(many=True))
+@api_bp.paginate()
+def list_parts(pagination_parameters: Any) -> Any:
+    """Spare parts catalog."""
+    return paginate(service.parts_query(), pagination_parameters)
+
+
+@api_bp.route("/purchases")
+@roles_required(ADMIN, SUPPORT)
+@api_bp.arguments(PurchaseQuerySchema, location="query")
+@api_bp.response(200, PurchaseSchema(many=True))
+@api_bp.paginate()
+def list_purchases(filters: dict[str, Any], pagination_parameters: Any) -> Any:
+    """Registered purchases, filtered by serial number, customer email or SKU."""
+    return paginate(service.purchases_query(**filters), pagination_parameters)
+
+
+@api_bp.route("/imports/<any(products, parts, bom, purchases):kind>", methods=["POST"])
+@roles_required(ADMIN)
+@api_bp.doc(requestBody=CSV_BODY)
+@api_bp.response(200, ImportReportSchema)
+def import_csv(kind: str) -> Any:
+    """Import a CSV file (request body, UTF-8); returns the row-level report."""
+    request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
+    return service.import_csv(
+        kind, request.stream, actor=current_user.actor, filename=request.headers.get("X-Filename")
+    )

@@ -1,0 +1,118 @@
+"""Configuration from environment variables, with safe development defaults.
+
+Nothing secret gets a production default: with ``AFTERCARE_ENV=production`` the app refuses to
+start until ``SECRET_KEY`` and ``DATABASE_URL`` are set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when the configuration is incomplete or inconsistent."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgres://`` / ``postgresql://`` URLs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the configuration mapping from the environment, then apply ``overrides``."""
+    env = os.environ.get("AFTERCARE_ENV", "development")
+    production = env == "production"
+    database_url = os.environ.get("DATABASE_URL") or (
+        "sqlite:///" + os.path.join(instance_path, "aftercare.sqlite3")
+    )
+    redis_url = os.environ.get("REDIS_URL") or None
+    config: dict[str, Any] = {
+        "AFTERCARE_ENV": env,
+        # A random per-process key in development: sessions simply don't survive a restart.
+        "SECRET_KEY": os.environ.get("SECRET_KEY")
+        or (None if production else secrets.token_hex(32)),
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "RQ_DEFAULT_QUEUE": os.environ.get("RQ_DEFAULT_QUEUE", "aftercare"),
+        "OUTBOX_REDISPATCH_AFTER_SECONDS": _env_int("OUTBOX_REDISPATCH_AFTER_SECONDS", 600),
+        # Request bodies above this are refused with 413 before any parsing.
+        "MAX_CONTENT_LENGTH": _env_int("MAX_CONTENT_LENGTH", 1 * 1024 * 1024),
+        "IMPORT_MAX_BYTES": _env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024),
+        "SESSION_COOKIE_SECURE": _env_bool("SESSION_COOKIE_SECURE", production),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_IDLE_TIMEOUT": timedelta(minutes=_env_int("SESSION_IDLE_MINUTES", 30)),
+        "SESSION_ABSOLUTE_TIMEOUT": timedelta(hours=_env_int("SESSION_ABSOLUTE_HOURS", 12)),
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=_env_int("SESSION_ABSOLUTE_HOURS", 12)),
+        "HSTS_SECONDS": _env_int("HSTS_SECONDS", 31536000),
+        "PASSWORD_HASH_PROFILE": os.environ.get("PASSWORD_HASH_PROFILE", "default"),
+        "RATELIMIT_ENABLED": _env_bool("RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_PUBLIC": os.environ.get("RATELIMIT_PUBLIC", "30 per minute"),
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
+        "WTF_CSRF_TIME_LIMIT": None,  # the session's own timeouts bound the token's life
+        # flask-smorest / OpenAPI
+        "API_TITLE": "Aftercare API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs",
+        "OPENAPI_SWAGGER_UI_URL": os.environ.get(
+            "OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+        ),
+        "API_SPEC_OPTIONS": {
+            "components": {
+                "securitySchemes": {
+                    "bearer": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "Staff API token or partner API key",
+                    }
+                }
+            }
+        },
+    }
+    if overrides:
+        config.update(overrides)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """Fail at start-up when production configuration is incomplete."""
+    if config.get("AFTERCARE_ENV") != "production":
+        return
+    missing = [key for key in ("SECRET_KEY",) if not config.get(key)]
+    if not os.environ.get("DATABASE_URL") and "sqlite" in str(config["SQLALCHEMY_DATABASE_URI"]):
+        missing.append("DATABASE_URL")
+    if missing:
+        raise ConfigError("production configuration incomplete, set: " + ", ".join(missing))
+    if len(str(config["SECRET_KEY"])) < 32:
+        raise ConfigError("SECRET_KEY must be at least 32 characters in production")

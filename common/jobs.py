@@ -1,0 +1,344 @@
+"""Background jobs behind one small interface, with a transactional outbox.
+
+``enqueue_job("name", key=value)`` adds an ``outbox_jobs`` row to the current transaction. When
+that transaction commits, the row is dispatched: run inline in a fresh app context and session
+(no ``REDIS_URL``), or enqueued on rq with the deterministic job id ``outbox-<id>``. If Redis is
+down or the process dies between commit and enqueue, the row stays pending and
+``flask --app app outbox relay`` enqueues it later, so nothing is lost. A job marks its row
+completed and skips rows already completed, so rq's at-least-once delivery runs it once in effect.
+Job functions take ids, reload what they need and must themselves be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, event, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from common.extensions import db
+from common.models import UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
+
+_NEW_KEY = "aftercare.outbox.new"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    func: Callable[..., Any]
+    queue: str | None = None
+    timeout: int = 300
+    result_ttl: int = 3600
+    failure_ttl: int = 7 * 24 * 3600
+    retry_intervals: tuple[int, ...] = (10, 30, 60)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_registry: dict[str, JobSpec] = {}
+
+
+def job(
+    name: str,
+    *,
+    queue: str | None = None,
+    timeout: int = 300,
+    retry_intervals: tuple[int, ...] = (10, 30, 60),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a function as a background job under a stable ``name``."""
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        _registry[name] = JobSpec(
+            name=name, func=func, queue=queue, timeout=timeout, retry_intervals=retry_intervals
+        )
+        return func
+
+    return decorator
+
+
+def registered_jobs() -> dict[str, JobSpec]:
+    return dict(_registry)
+
+
+class OutboxJob(db.Model):
+    """A job recorded in the same transaction as the change that needs it."""
+
+    __tablename__ = "outbox_jobs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (db.Index("ix_outbox_jobs_pending", "completed_at", "dispatched_at", "id"),)
+
+    @property
+    def rq_job_id(self) -> str:
+        return f"outbox-{self.id}"
+
+
+def enqueue_job(job_name: str, **kwargs: Any) -> OutboxJob:
+    """Record a job in the current transaction; it is dispatched after the commit."""
+    if job_name not in _registry:
+        raise KeyError(f"unknown job {job_name!r}")
+    row = OutboxJob(job_name=job_name, kwargs=kwargs)
+    session = db.session()
+    session.add(row)
+    session.info.setdefault(_NEW_KEY, []).append(row)
+    return row
+
+
+# --- dispatch after commit -------------------------------------------------------------------
+
+
+def _collect_ids(session: Session) -> None:
+    rows = session.info.pop(_NEW_KEY, None)
+    if rows:
+        session.info.setdefault(_NEW_KEY + ".ids", []).extend(r.id for r in rows if r.id)
+
+
+def _dispatch_after_commit(session: Session) -> None:
+    ids = session.info.pop(_NEW_KEY + ".ids", None)
+    if not ids:
+        return
+    try:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:
+        return  # outside an app: the relay will pick the rows up
+    dispatch(app, ids)
+
+
+def _forget(session: Session, *args: Any) -> None:
+    session.info.pop(_NEW_KEY, None)
+    session.info.pop(_NEW_KEY + ".ids", None)
+
+
+def install_session_hooks() -> None:
+    """Attach the outbox hooks to every SQLAlchemy session (idempotent)."""
+    if not event.contains(Session, "before_commit", _flush_then_collect):
+        event.listen(Session, "before_commit", _flush_then_collect)
+        event.listen(Session, "after_commit", _dispatch_after_commit)
+        event.listen(Session, "after_rollback", _forget)
+
+
+def _flush_then_collect(session: Session) -> None:
+    if session.info.get(_NEW_KEY):
+        session.flush()
+        _collect_ids(session)
+
+
+def dispatch(app: Flask, ids: list[int]) -> None:
+    """Run (inline) or enqueue (rq) the given committed outbox rows."""
+    if app.config.get("REDIS_URL"):
+        try:
+            relay(app, ids=ids)
+        except Exception as exc:  # noqa: BLE001 - Redis down: the relay retries later
+            log.warning("outbox: enqueue deferred for %s: %s", ids, exc)
+    else:
+        for outbox_id in ids:
+            _run_inline(app, outbox_id)
+
+
+def _run_inline(app: Flask, outbox_id: int) -> None:
+    # A fresh app context gives the job its own session, exactly as in a worker.
+    with app.app_context():
+        try:
+            execute(outbox_id)
+        except Exception:  # noqa: BLE001 - the change is committed; leave the row for a retry
+            log.exception("outbox: inline job %s failed; it stays pending", outbox_id)
+
+
+# --- the job body ------------------------------------------------------------------------------
+
+_worker_app: Flask | None = None
+
+
+def set_worker_app(app: Flask) -> None:
+    """Called by the worker command before forking, so every work horse inherits the app."""
+    global _worker_app
+    _worker_app = app
+
+
+def _app_for_job() -> Flask:
+    global _worker_app
+    if _worker_app is None:
+        from app import create_app  # a plain `rq worker`: build the app once per process
+
+        _worker_app = create_app()
+    return _worker_app
+
+
+def run_outbox_job(outbox_id: int) -> str:
+    """rq entry point: run one outbox row in its own app context and session."""
+    app = _app_for_job()
+    with app.app_context():
+        if getattr(app, "_aftercare_pid", None) != os.getpid():
+            # Forked work horse: never reuse the parent's pooled connections.
+            db.engine.dispose(close=False)
+            app._aftercare_pid = os.getpid()  # type: ignore[attr-defined]
+        return execute(outbox_id)
+
+
+def execute(outbox_id: int) -> str:
+    """Run one outbox row unless it already completed; mark it completed afterwards."""
+    row = db.session.get(OutboxJob, outbox_id)
+    if row is None:
+        return "missing"
+    if row.completed_at is not None:
+        return "already-completed"
+    spec = _registry.get(row.job_name)
+    if spec is None:
+        raise KeyError(f"unknown job {row.job_name!r} in outbox row {outbox_id}")
+    kwargs = dict(row.kwargs)
+    db.session.execute(
+        update(OutboxJob).where(OutboxJob.id == outbox_id).values(attempts=OutboxJob.attempts + 1)
+    )
+    db.session.commit()
+    try:
+        spec.func(outbox_id=outbox_id, **kwargs)
+    except Exception as exc:
+        db.session.rollback()
+        db.session.execute(
+            update(OutboxJob).where(OutboxJob.id == outbox_id).values(last_error=repr(exc)[:2000])
+        )
+        db.session.commit()
+        raise
+    db.session.execute(
+        update(OutboxJob)
+        .where(OutboxJob.id == outbox_id, OutboxJob.completed_at.is_(None))
+        .values(completed_at=utcnow(), last_error=None)
+    )
+    db.session.commit()
+    return "completed"
+
+
+# --- rq plumbing -------------------------------------------------------------------------------
+
+
+def redis_connection(app: Flask):  # noqa: ANN201 - redis.Redis
+    from redis import Redis
+
+    conn = app.extensions.get("aftercare_redis")
+    if conn is None:
+        conn = Redis.from_url(app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=2)
+        app.extensions["aftercare_redis"] = conn
+    return conn
+
+
+def queue_for(app: Flask, name: str | None = None):  # noqa: ANN201 - rq.Queue
+    from rq import Queue
+
+    return Queue(name or app.config["RQ_DEFAULT_QUEUE"], connection=redis_connection(app))
+
+
+def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
+    """Enqueue pending outbox rows on rq (claiming each so two relays never both send it).
+
+    With ``ids`` only those rows are considered; otherwise the oldest pending rows and rows
+    dispatched long ago whose rq job has vanished. Returns how many were enqueued.
+    """
+    from rq import Retry
+    from rq.job import Job, JobStatus
+
+    with app.app_context():
+        now = utcnow()
+        stale_before = now - timedelta(seconds=app.config["OUTBOX_REDISPATCH_AFTER_SECONDS"])
+        query = select(OutboxJob).where(OutboxJob.completed_at.is_(None))
+        if ids is not None:
+            query = query.where(OutboxJob.id.in_(ids), OutboxJob.dispatched_at.is_(None))
+        else:
+            query = query.where(
+                (OutboxJob.dispatched_at.is_(None)) | (OutboxJob.dispatched_at < stale_before)
+            )
+        rows = db.session.scalars(query.order_by(OutboxJob.id).limit(limit)).all()
+        enqueued = 0
+        conn = redis_connection(app)
+        for row in rows:
+            if row.dispatched_at is not None:
+                try:
+                    status = Job.fetch(row.rq_job_id, connection=conn).get_status()
+                except Exception:  # noqa: BLE001 - job expired from Redis or never arrived
+                    status = None
+                alive = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED)
+                if status in alive:
+                    continue
+            unchanged = (
+                OutboxJob.dispatched_at.is_(None)
+                if row.dispatched_at is None
+                else OutboxJob.dispatched_at == row.dispatched_at
+            )
+            claimed = db.session.execute(
+                update(OutboxJob).where(OutboxJob.id == row.id, unchanged).values(dispatched_at=now)
+            ).rowcount
+            db.session.commit()
+            if claimed != 1:
+                continue  # another relay got it
+            spec = _registry[row.job_name]
+            try:
+                queue_for(app, spec.queue).enqueue_call(
+                    run_outbox_job,
+                    args=(row.id,),
+                    job_id=row.rq_job_id,
+                    timeout=spec.timeout,
+                    result_ttl=spec.result_ttl,
+                    failure_ttl=spec.failure_ttl,
+                    description=f"{spec.name} (outbox {row.id})",
+                    retry=Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
+                    if spec.retry_intervals
+                    else None,
+                )
+            except Exception:
+                # Unclaim so the next relay pass retries it; then let the caller know.
+                db.session.execute(
+                    update(OutboxJob).where(OutboxJob.id == row.id).values(dispatched_at=None)
+                )
+                db.session.commit()
+                raise
+            enqueued += 1
+        return enqueued
+
+
+def run_pending_inline(app: Flask, *, limit: int = 500) -> int:
+    """Without Redis: run committed rows that never completed (e.g. a crash mid-request)."""
+    with app.app_context():
+        ids = list(
+            db.session.scalars(
+                select(OutboxJob.id)
+                .where(OutboxJob.completed_at.is_(None))
+                .order_by(OutboxJob.id)
+                .limit(limit)
+            )
+        )
+    for outbox_id in ids:
+        _run_inline(app, outbox_id)
+    return len(ids)
+
+
+def pending_summary() -> dict[str, Any]:
+    """Counts for /healthz: jobs not yet completed and the age of the oldest."""
+    from sqlalchemy import func
+
+    count, oldest = db.session.execute(
+        select(func.count(OutboxJob.id), func.min(OutboxJob.created_at)).where(
+            OutboxJob.completed_at.is_(None)
+        )
+    ).one()
+    age = None
+    if oldest is not None:
+        if oldest.tzinfo is None:
+            from datetime import UTC
+
+            oldest = oldest.replace(tzinfo=UTC)
+        age = round((utcnow() - oldest).total_seconds(), 1)
+    return {"pending": int(count), "oldest_pending_seconds": age}

@@ -1,0 +1,1 @@
+"""Authorized service partners, their API keys and (later) repairs and SLAs."""

@@ -1,0 +1,61 @@
+"""`flask --app app partners ...` commands."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from auth.cli import CLI_ACTOR, fail
+from common.errors import DomainError
+from partners import service
+
+partners_cli = AppGroup("partners", help="Manage service partners and their API keys.")
+
+
+@partners_cli.command("create")
+@click.argument("code")
+@click.option("--name", required=True)
+@click.option("--country", default=None, help="ISO 3166-1 alpha-2 code.")
+@click.option("--email", "contact_email", default=None)
+@click.option("--sla-days", default=10, type=click.IntRange(1, 365), show_default=True)
+def create_partner_command(
+    code: str, name: str, country: str | None, contact_email: str | None, sla_days: int
+) -> None:
+    """Register a service partner."""
+    try:
+        partner = service.create_partner(
+            code=code,
+            name=name,
+            country=country,
+            contact_email=contact_email,
+            sla_days=sla_days,
+            actor=CLI_ACTOR,
+        )
+    except DomainError as error:
+        fail(error)
+    click.echo(f"created partner {partner.code}", err=True)
+
+
+@partners_cli.command("key")
+@click.argument("code")
+@click.option("--name", default="", help="A label to recognise the key by.")
+def issue_key_command(code: str, name: str) -> None:
+    """Print a new API key for partner CODE, alone on stdout."""
+    try:
+        issued = service.issue_partner_key(partner_code=code, name=name, actor=CLI_ACTOR)
+    except DomainError as error:
+        fail(error)
+    click.echo(issued.secret)
+
+
+@partners_cli.command("revoke-key")
+@click.argument("code")
+@click.argument("key_id", type=int)
+@click.option("--reason", default="")
+def revoke_key_command(code: str, key_id: int, reason: str) -> None:
+    """Revoke API key KEY_ID of partner CODE."""
+    try:
+        service.revoke_partner_key(partner_code=code, key_id=key_id, reason=reason, actor=CLI_ACTOR)
+    except DomainError as error:
+        fail(error)
+    click.echo(f"revoked key {key_id} of {code}", err=True)
