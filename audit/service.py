@@ -122,23 +122,26 @@ def verify_chain(session: Session | None = None) -> ChainVerification:
     """Walk the whole chain in order; name the first row that was edited, removed or inserted."""
     session = session or db.session()
     expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-    rows = session.execute(
+    result = session.execute(
         select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000)
-    ).scalars()
-    for row in rows:
-        if row.seq != expected_seq:
-            return ChainVerification(
-                False, checked, expected_seq, f"event seq {expected_seq} is missing"
-            )
-        if row.prev_hash != prev_hash:
-            return ChainVerification(
-                False, checked, row.seq, f"event seq {row.seq} does not link to its predecessor"
-            )
-        if event_hash(_row_fields(row)) != row.hash:
-            return ChainVerification(
-                False, checked, row.seq, f"event seq {row.seq} was modified after it was written"
-            )
-        prev_hash, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+    )
+    try:
+        for row in result.scalars():
+            if row.seq != expected_seq:
+                return ChainVerification(
+                    False, checked, expected_seq, f"event seq {expected_seq} is missing"
+                )
+            if row.prev_hash != prev_hash:
+                return ChainVerification(
+                    False, checked, row.seq, f"event seq {row.seq} does not link to its predecessor"
+                )
+            if event_hash(_row_fields(row)) != row.hash:
+                return ChainVerification(
+                    False, checked, row.seq, f"event seq {row.seq} was altered after it was written"
+                )
+            prev_hash, expected_seq, checked = row.hash, expected_seq + 1, checked + 1
+    finally:
+        result.close()  # a server-side cursor on PostgreSQL when we stop early
     head = session.get(AuditChainHead, HEAD_ID)
     if head is not None and (head.last_seq != checked or head.last_hash != prev_hash):
         return ChainVerification(

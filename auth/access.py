@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, current_app, redirect, request, url_for
 from flask_login import current_user
 from flask_smorest import Blueprint
+from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from auth import service
@@ -61,7 +62,7 @@ def init_login(app: Flask) -> None:
         if _is_api_request():
             raise Unauthorized(
                 "Send a valid staff API token or partner API key as 'Authorization: Bearer ...'.",
-                www_authenticate="Bearer",
+                www_authenticate=WWWAuthenticate("bearer", {"realm": "aftercare"}),
             )
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 

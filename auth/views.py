@@ -105,7 +105,8 @@ def list_my_tokens() -> Any:
 def create_my_token(data: dict[str, Any]) -> Any:
     """Issue a new personal API token; the secret is in this response only."""
     issued = service.create_api_token(email=current_user.email, actor=current_user.actor, **data)
-    return {**TokenSchema().dump(issued.token), "token": issued.secret}
+    fields = TokenSchema().fields
+    return {**{name: getattr(issued.token, name) for name in fields}, "token": issued.secret}
 
 
 @api_bp.route("/me/tokens/<int:token_id>", methods=["DELETE"])

@@ -52,7 +52,7 @@ def bom_for(sku: str) -> list[tuple[BomLine, Part]]:
             .join(Part, Part.part_number == BomLine.part_number)
             .where(BomLine.sku == sku)
             .order_by(BomLine.part_number)
-        ).tuples()
+        ).all()
     )
 
 

@@ -65,7 +65,8 @@ def list_partner_keys(code: str) -> Any:
 def issue_partner_key(data: dict[str, Any], code: str) -> Any:
     """Issue a new API key; the secret is in this response only."""
     issued = service.issue_partner_key(partner_code=code, actor=current_user.actor, **data)
-    return {**PartnerKeySchema().dump(issued.key), "key": issued.secret}
+    fields = PartnerKeySchema().fields
+    return {**{name: getattr(issued.key, name) for name in fields}, "key": issued.secret}
 
 
 @api_bp.route("/partners/<string:code>/keys/<int:key_id>", methods=["DELETE"])

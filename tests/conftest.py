@@ -6,6 +6,7 @@ SQLite by default; ``TEST_DATABASE_URL`` runs the same suite on PostgreSQL and
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask import has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
@@ -87,6 +89,27 @@ def _empty_tables(app: Flask) -> None:
             )
 
 
+class IsolatedClient(FlaskClient):
+    """Runs each request in a fresh contextvars context, as a real server would.
+
+    The test itself holds an app context; without this, requests would reuse it and share
+    ``g`` (Flask-Login's cached user) and the SQLAlchemy session across requests. The test's
+    own transaction is ended around each request so that it sees what the request committed.
+    """
+
+    def open(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        _end_test_transaction()
+        try:
+            return contextvars.Context().run(super().open, *args, **kwargs)
+        finally:
+            _end_test_transaction()
+
+
+def _end_test_transaction() -> None:
+    if has_app_context():
+        db.session.rollback()
+
+
 @pytest.fixture
 def make_app(database_url: str, tmp_path: Path) -> Iterator:
     """Build an app with config overrides; every app built is cleaned up after the test."""
@@ -94,6 +117,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator:
 
     def factory(**overrides: object) -> Flask:
         app = create_app({**base_config(database_url, tmp_path), **overrides})
+        app.test_client_class = IsolatedClient
         apps.append(app)
         return app
 
