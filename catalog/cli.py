@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from flask.cli import with_appcontext
 
 from auth.cli import CLI_ACTOR
 from catalog.import_rules import KINDS
@@ -10,6 +11,7 @@ from catalog.importing import ImportFileError, run_import
 
 
 @click.command("import")
+@with_appcontext
 @click.argument("kind", type=click.Choice(list(KINDS)))
 @click.argument("path", type=click.Path(dir_okay=False))
 def import_command(kind: str, path: str) -> None:

@@ -209,6 +209,8 @@ def _write_chunk(
     *,
     retry_conflicts: bool = True,
 ) -> None:
+    if not chunk:
+        return
     table = _TABLES[rules.kind]
     key_columns = [table.c[name] for name in rules.key]
     keys = [rules.key_of(record) for _, record in chunk]
@@ -243,7 +245,7 @@ def _write_chunk(
         db.session.execute(
             table.update()
             .where(*(column == value for column, value in zip(key_columns, key, strict=True)))
-            .values({name: new for name, (_, new) in changes.items()}, updated_at=now)
+            .values({**{name: new for name, (_, new) in changes.items()}, "updated_at": now})
         )
         report.updated += 1
         record_event(
@@ -278,6 +280,8 @@ def run_import(
     """Import one CSV stream of ``kind``; commits chunk by chunk and returns the report."""
     rules = KINDS[kind]
     report = ImportReport(import_id=str(uuid.uuid4()), kind=kind)
+    # The name comes from the caller (an HTTP header, a path): keep its tail within the column.
+    filename = filename[-255:] if filename else None
     run = ImportRun(id=report.import_id, kind=kind, filename=filename, actor=str(actor))
     db.session.add(run)
     db.session.commit()
@@ -286,28 +290,35 @@ def run_import(
     seen: dict[tuple, int] = {}
     chunk: list[tuple[int, dict]] = []
     try:
-        for row_number, raw in _read_rows(hashing, rules, report):
-            record, errors = rules.validate(raw, ctx)
-            if record is None:
-                report.rejected += 1
-                for field_name, reason in errors:
-                    report.add_error(RowError(row_number, field_name, reason))
-                continue
-            key = rules.key_of(record)
-            if key in seen:
-                report.rejected += 1
-                report.add_error(
-                    RowError(
-                        row_number, rules.key[-1], f"duplicate of row {seen[key]} in this file"
+        try:
+            for row_number, raw in _read_rows(hashing, rules, report):
+                record, errors = rules.validate(raw, ctx)
+                if record is None:
+                    report.rejected += 1
+                    for field_name, reason in errors:
+                        report.add_error(RowError(row_number, field_name, reason))
+                    continue
+                key = rules.key_of(record)
+                if key in seen:
+                    report.rejected += 1
+                    report.add_error(
+                        RowError(
+                            row_number, rules.key[-1], f"duplicate of row {seen[key]} in this file"
+                        )
                     )
-                )
-                continue
-            seen[key] = row_number
-            chunk.append((row_number, record))
-            if len(chunk) >= CHUNK_ROWS:
-                _write_chunk(rules, chunk, report, actor)
-                db.session.commit()
-                chunk = []
+                    continue
+                seen[key] = row_number
+                chunk.append((row_number, record))
+                if len(chunk) >= CHUNK_ROWS:
+                    _write_chunk(rules, chunk, report, actor)
+                    db.session.commit()
+                    chunk = []
+        except ImportFileError:
+            # A syntax error part-way keeps the rows before it, as the message says and as the
+            # chunks already committed are kept, whatever side of a chunk boundary it falls.
+            _write_chunk(rules, chunk, report, actor)
+            db.session.commit()
+            raise
         _write_chunk(rules, chunk, report, actor)
     except BaseException:
         db.session.rollback()

@@ -6,7 +6,7 @@ import time
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from common import jobs
 from common.extensions import db
@@ -15,6 +15,7 @@ outbox_cli = AppGroup("outbox", help="Transactional outbox of background jobs.")
 
 
 @click.command("worker")
+@with_appcontext
 @click.option("--queue", "queues", multiple=True, help="Queue(s) to serve (default: the app's).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker_command(queues: tuple[str, ...], burst: bool) -> None:

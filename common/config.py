@@ -101,16 +101,20 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
     }
     if overrides:
         config.update(overrides)
-    validate_config(config)
+    database_chosen = bool(os.environ.get("DATABASE_URL")) or bool(
+        overrides and "SQLALCHEMY_DATABASE_URI" in overrides
+    )
+    validate_config(config, database_chosen=database_chosen)
     return config
 
 
-def validate_config(config: Mapping[str, Any]) -> None:
+def validate_config(config: Mapping[str, Any], *, database_chosen: bool) -> None:
     """Fail at start-up when production configuration is incomplete."""
     if config.get("AFTERCARE_ENV") != "production":
         return
     missing = [key for key in ("SECRET_KEY",) if not config.get(key)]
-    if not os.environ.get("DATABASE_URL") and "sqlite" in str(config["SQLALCHEMY_DATABASE_URI"]):
+    if not database_chosen:
+        # The embedded SQLite file is a development default, never a silent production choice.
         missing.append("DATABASE_URL")
     if missing:
         raise ConfigError("production configuration incomplete, set: " + ", ".join(missing))

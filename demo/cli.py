@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from auth import service as auth_service
@@ -27,6 +28,7 @@ def demo_password(role: str) -> str:
 
 
 @click.command("demo")
+@with_appcontext
 @click.option("--if-empty", is_flag=True, help="Do nothing when products already exist.")
 @click.option("--purchases", default=3000, show_default=True, help="Purchases to generate.")
 @click.option("--seed", default=7, show_default=True)

@@ -1,0 +1,175 @@
+"""Background jobs: outbox row in the change's transaction, inline and rq dispatch, relay."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from audit.models import AuditCheck
+from common import jobs
+from common.extensions import db
+from common.jobs import OutboxJob, enqueue_job, execute, job
+from common.models import utcnow
+from tests.conftest import TEST_REDIS_URL, requires_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAKY_FAILURES: dict[int, int] = {}
+
+
+@job("tests.flaky", retry_intervals=())
+def flaky_job(*, outbox_id: int, fail_times: int) -> None:
+    """Fails ``fail_times`` times, then records an audit check (a visible side effect)."""
+    seen = FLAKY_FAILURES.get(outbox_id, 0)
+    if seen < fail_times:
+        FLAKY_FAILURES[outbox_id] = seen + 1
+        raise RuntimeError(f"planned failure {seen + 1}")
+    db.session.add(AuditCheck(outbox_id=outbox_id, ok=True, events_checked=0))
+    db.session.commit()
+
+
+def checks() -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count(AuditCheck.id)))
+
+
+def test_inline_job_runs_after_commit_in_its_own_session(app):
+    row = enqueue_job("audit.verify_chain")
+    assert checks() == 0  # rollback above discarded it: nothing runs before a commit
+    row = enqueue_job("audit.verify_chain")
+    db.session.commit()
+    assert checks() == 1
+    stored = db.session.get(OutboxJob, row.id)
+    assert stored.completed_at is not None and stored.attempts == 1
+
+
+def test_rolled_back_change_leaves_no_job(app):
+    enqueue_job("audit.verify_chain")
+    db.session.rollback()
+    db.session.commit()
+    assert db.session.scalar(select(func.count(OutboxJob.id))) == 0
+    assert checks() == 0
+
+
+def test_executing_a_completed_job_again_does_nothing(app):
+    row = enqueue_job("audit.verify_chain")
+    db.session.commit()
+    assert execute(row.id) == "already-completed"
+    assert checks() == 1
+
+
+def test_unknown_job_names_are_refused_at_enqueue(app):
+    with pytest.raises(KeyError):
+        enqueue_job("no.such.job")
+
+
+def test_failed_inline_job_stays_pending_and_the_relay_retries_it(app, runner):
+    row = enqueue_job("tests.flaky", fail_times=1)
+    db.session.commit()  # the change commits even though the job fails
+    stored = db.session.get(OutboxJob, row.id)
+    assert stored.completed_at is None and "planned failure" in stored.last_error
+    result = runner.invoke(args=["outbox", "relay"])
+    assert result.exit_code == 0, result.output
+    db.session.rollback()
+    stored = db.session.get(OutboxJob, row.id)
+    assert stored.completed_at is not None and stored.attempts == 2
+    assert checks() == 1
+
+
+def test_outbox_status_and_enqueue_commands(app, runner):
+    result = runner.invoke(args=["outbox", "enqueue", "audit.verify_chain"])
+    assert result.exit_code == 0 and "recorded outbox job" in result.output
+    assert checks() == 1
+    assert "pending: 0" in runner.invoke(args=["outbox", "status"]).output
+    assert runner.invoke(args=["outbox", "enqueue", "nope"]).exit_code == 2
+
+
+# --- rq ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rq_app(make_app):
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    app = make_app(REDIS_URL=TEST_REDIS_URL, RQ_DEFAULT_QUEUE=queue)
+    with app.app_context():
+        yield app
+        jobs.queue_for(app).empty()
+
+
+def run_worker(app, database_url: str) -> subprocess.CompletedProcess:
+    """The real worker command, as operators run it, in burst mode."""
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
+           "RQ_DEFAULT_QUEUE": app.config["RQ_DEFAULT_QUEUE"], "SECRET_KEY": "x" * 40}
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "worker", "--burst"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+@requires_redis
+def test_job_runs_through_a_real_rq_worker(rq_app, database_url):
+    from rq.job import Job
+
+    row = enqueue_job("audit.verify_chain")
+    db.session.commit()
+    stored = db.session.get(OutboxJob, row.id)
+    assert stored.dispatched_at is not None and stored.completed_at is None
+    rq_job = Job.fetch(f"outbox-{row.id}", connection=jobs.redis_connection(rq_app))
+    assert rq_job.args == (row.id,)
+    assert checks() == 0  # nothing ran in the web process
+    result = run_worker(rq_app, database_url)
+    assert result.returncode == 0, result.stderr
+    assert checks() == 1
+    db.session.rollback()
+    assert db.session.get(OutboxJob, row.id).completed_at is not None
+
+
+@requires_redis
+def test_redis_outage_loses_no_job(make_app, database_url):
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    down = make_app(REDIS_URL="redis://127.0.0.1:1/0", RQ_DEFAULT_QUEUE=queue)
+    with down.app_context():
+        row = enqueue_job("audit.verify_chain")
+        db.session.commit()  # no exception although Redis is unreachable
+        assert db.session.get(OutboxJob, row.id).dispatched_at is None
+        outbox_id = row.id
+    up = make_app(REDIS_URL=TEST_REDIS_URL, RQ_DEFAULT_QUEUE=queue)
+    with up.app_context():
+        assert jobs.relay(up) == 1
+        assert jobs.relay(up) == 0, "a second relay pass must not enqueue it again"
+        assert run_worker(up, database_url).returncode == 0
+        assert checks() == 1
+        assert db.session.get(OutboxJob, outbox_id).completed_at is not None
+        jobs.queue_for(up).empty()
+
+
+@requires_redis
+def test_relay_redispatches_a_job_whose_rq_entry_vanished(rq_app, database_url):
+    from rq.job import Job
+
+    row = enqueue_job("audit.verify_chain")
+    db.session.commit()
+    connection = jobs.redis_connection(rq_app)
+    Job.fetch(f"outbox-{row.id}", connection=connection).delete()
+    db.session.execute(update(OutboxJob).where(OutboxJob.id == row.id)
+                       .values(dispatched_at=utcnow() - timedelta(hours=1)))
+    db.session.commit()
+    assert jobs.relay(rq_app) == 1
+    assert run_worker(rq_app, database_url).returncode == 0
+    assert checks() == 1
+
+
+@requires_redis
+def test_duplicate_delivery_runs_the_job_once_in_effect(rq_app, database_url):
+    row = enqueue_job("audit.verify_chain")
+    db.session.commit()
+    # Simulate rq's at-least-once delivery: the same outbox row enqueued a second time.
+    jobs.queue_for(rq_app).enqueue(jobs.run_outbox_job, row.id, job_id=f"dup-{row.id}")
+    assert run_worker(rq_app, database_url).returncode == 0
+    assert checks() == 1
