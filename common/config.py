@@ -34,6 +34,26 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _development_secret(instance_path: str) -> str:
+    """A random key kept in the instance folder, so dev sessions survive a restart."""
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path, encoding="ascii") as handle:
+            key = handle.read().strip()
+        if len(key) >= 32:
+            return key
+    except OSError:
+        pass
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(key)
+    except OSError:
+        pass  # read-only instance folder: a per-process key still works
+    return key
+
+
 def normalize_database_url(url: str) -> str:
     """Use the psycopg 3 driver for plain ``postgres://`` / ``postgresql://`` URLs."""
     for prefix in ("postgres://", "postgresql://"):
@@ -52,9 +72,8 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
     redis_url = os.environ.get("REDIS_URL") or None
     config: dict[str, Any] = {
         "AFTERCARE_ENV": env,
-        # A random per-process key in development: sessions simply don't survive a restart.
         "SECRET_KEY": os.environ.get("SECRET_KEY")
-        or (None if production else secrets.token_hex(32)),
+        or (None if production else _development_secret(instance_path)),
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,

@@ -74,3 +74,10 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(clean_env, tmp_path):
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         db.session.remove()
         db.engine.dispose()
+
+
+def test_development_secret_key_is_kept_in_the_instance_folder(clean_env, tmp_path):
+    first = load_config(str(tmp_path))["SECRET_KEY"]
+    assert (tmp_path / "secret_key").read_text() == first
+    assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+    assert load_config(str(tmp_path))["SECRET_KEY"] == first

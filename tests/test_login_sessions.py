@@ -11,7 +11,7 @@ from auth.models import LoginSession
 from auth.passwords import hash_password, verify_password
 from common.extensions import db
 from common.models import utcnow
-from tests.conftest import csrf_token_from
+from tests.conftest import TEST_REDIS_URL, csrf_token_from, requires_redis
 from tests.factories import PASSWORD, make_partner, make_user
 
 
@@ -168,3 +168,22 @@ def test_short_passwords_are_refused(app):
     with pytest.raises(ValidationFailed) as excinfo:
         make_user("admin", password="short")
     assert "password" in excinfo.value.errors
+
+
+@requires_redis
+def test_login_limit_is_shared_by_every_web_host_through_redis(make_app):
+    import uuid
+
+    settings = {"REDIS_URL": TEST_REDIS_URL, "RATELIMIT_STORAGE_URI": TEST_REDIS_URL,
+                "RATELIMIT_ENABLED": True, "RATELIMIT_LOGIN": "4 per minute"}
+    hosts = [make_app(**settings), make_app(**settings)]
+    address = f"203.0.113.{uuid.uuid4().int % 250}"  # a fresh client address per run
+    statuses = []
+    for attempt in range(6):
+        client = hosts[attempt % 2].test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        token = csrf_token_from(client.get("/login").get_data(as_text=True))
+        statuses.append(client.post("/login", data={
+            "email": "x@example.test", "password": "nope-nope-nope", "csrf_token": token,
+        }).status_code)
+    assert statuses[:4] == [401] * 4 and statuses[4:] == [429, 429]
