@@ -26,7 +26,7 @@ class AuditEvent(db.Model):
     actor_id: Mapped[str] = mapped_column(String(255), nullable=False)
     actor_label: Mapped[str] = mapped_column(String(255), nullable=False, default="")
     entity_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    entity_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    entity_id: Mapped[str] = mapped_column(String(200), nullable=False)
     action: Mapped[str] = mapped_column(String(64), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)

@@ -14,6 +14,8 @@ from catalog.faults import FAULT_CATEGORIES
 _EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WHOLE = re.compile(r"^[+-]?\d{1,9}$")
 EARLIEST_DATE = date(1990, 1, 1)
 
 RowErrors = list[tuple[str, str]]
@@ -66,11 +68,10 @@ def _int(
         if required:
             errors.append((name, "is required"))
         return None
-    try:
-        number = int(value)
-    except ValueError:
+    if not _WHOLE.match(value):
         errors.append((name, f"must be a whole number, got {value[:20]!r}"))
         return None
+    number = int(value)
     if not minimum <= number <= maximum:
         errors.append((name, f"must be between {minimum} and {maximum}"))
         return None
@@ -86,6 +87,8 @@ def _date(
             errors.append((name, "is required"))
         return None
     try:
+        if not _ISO_DATE.match(value):
+            raise ValueError(value)
         parsed = date.fromisoformat(value)
     except ValueError:
         errors.append((name, f"must be an ISO 8601 date (YYYY-MM-DD), got {value[:20]!r}"))

@@ -120,6 +120,8 @@ def _read_rows(
     reader = csv.reader(text, strict=True)
     try:
         header = next(reader)
+        while header == []:  # leading blank lines
+            header = next(reader)
     except StopIteration:
         raise ImportFileError("the file is empty; a header row is required") from None
     except csv.Error as exc:
@@ -320,15 +322,21 @@ def run_import(
             db.session.commit()
             raise
         _write_chunk(rules, chunk, report, actor)
-    except BaseException:
+    except BaseException as exc:
         db.session.rollback()
-        _finish(run, report, hashing, actor)
+        _finish(run, report, hashing, actor, failure=str(exc) or exc.__class__.__name__)
         raise
     _finish(run, report, hashing, actor)
     return report
 
 
-def _finish(run: ImportRun, report: ImportReport, hashing: _HashingReader, actor: Actor) -> None:
+def _finish(
+    run: ImportRun,
+    report: ImportReport,
+    hashing: _HashingReader,
+    actor: Actor,
+    failure: str | None = None,
+) -> None:
     report.sha256 = hashing.digest.hexdigest()
     run = db.session.merge(run)
     run.finished_at = utcnow()
@@ -339,8 +347,9 @@ def _finish(run: ImportRun, report: ImportReport, hashing: _HashingReader, actor
     record_event(
         entity_type="import",
         entity_id=report.import_id,
-        action=f"{report.kind}.imported",
+        action=f"{report.kind}.import_failed" if failure else f"{report.kind}.imported",
         actor=actor,
+        reason=failure,
         data={
             "filename": run.filename,
             "sha256": report.sha256,

@@ -111,7 +111,7 @@ class ImportRun(db.Model):
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     filename: Mapped[str | None] = mapped_column(String(255))
     sha256: Mapped[str | None] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(255), nullable=False)
+    actor: Mapped[str] = mapped_column(String(300), nullable=False)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

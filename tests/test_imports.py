@@ -340,11 +340,14 @@ def test_files_larger_than_one_chunk_are_imported_and_reimported(app, monkeypatc
 def test_a_row_another_import_inserted_meanwhile_is_treated_as_existing(app, monkeypatch):
     load_catalog()
     insert_new_rows = importing._insert_ignoring_conflicts
+    raced: list[dict] = []
 
     def racing_insert(table, rules, rows):
         # Another import commits SN-1 after this one looked for existing keys.
-        with db.engine.begin() as other:
-            other.execute(table.insert(), [dict(rows[0], customer_email="old@example.com")])
+        if rows and not raced:
+            raced.append(dict(rows[0], customer_email="old@example.com"))
+            with db.engine.begin() as other:
+                other.execute(table.insert(), raced)
         return insert_new_rows(table, rules, rows)
 
     monkeypatch.setattr(importing, "_insert_ignoring_conflicts", racing_insert)
@@ -916,3 +919,21 @@ def test_the_cli_refuses_an_unknown_kind(app, runner, tmp_path):
 
     assert result.exit_code == 2
     assert count(ImportRun) == 0
+
+
+def test_a_file_that_cannot_be_read_is_audited_as_a_failed_import(app):
+    load_catalog()
+    with pytest.raises(ImportFileError):
+        run_import("purchases", csv_bytes("serial_number,colour"), actor=TEST_ACTOR)
+
+    assert audit_events("purchases.imported") == []
+    [event] = audit_events("purchases.import_failed")
+    assert "missing columns" in event.reason
+
+
+def test_leading_blank_lines_before_the_header_are_skipped(app):
+    load_catalog()
+    body = io.BytesIO(b"\n\n" + csv_bytes(PURCHASE_HEADER, VALID).getvalue())
+    assert run_import("purchases", body, actor=TEST_ACTOR).inserted == 1
+    with pytest.raises(ImportFileError, match="empty"):
+        run_import("purchases", io.BytesIO(b"\n\n\n"), actor=TEST_ACTOR)
