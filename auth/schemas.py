@@ -3,6 +3,7 @@
 import marshmallow as ma
 
 from auth.roles import ALL_ROLES
+from common.schemas import CredentialSchema
 
 
 class UserCreateSchema(ma.Schema):
@@ -40,13 +41,8 @@ class TokenCreateSchema(ma.Schema):
     name = ma.fields.String(load_default="", validate=ma.validate.Length(max=100))
 
 
-class TokenSchema(ma.Schema):
-    id = ma.fields.Integer()
-    prefix = ma.fields.String()
-    name = ma.fields.String()
-    created_at = ma.fields.DateTime()
-    last_used_at = ma.fields.DateTime(allow_none=True)
-    revoked_at = ma.fields.DateTime(allow_none=True)
+class TokenSchema(CredentialSchema):
+    pass
 
 
 class IssuedTokenSchema(TokenSchema):

@@ -2,6 +2,8 @@
 
 import marshmallow as ma
 
+from common.schemas import CredentialSchema
+
 
 class PartnerCreateSchema(ma.Schema):
     class Meta:
@@ -34,13 +36,8 @@ class PartnerKeyCreateSchema(ma.Schema):
     name = ma.fields.String(load_default="", validate=ma.validate.Length(max=100))
 
 
-class PartnerKeySchema(ma.Schema):
-    id = ma.fields.Integer()
-    prefix = ma.fields.String()
-    name = ma.fields.String()
-    created_at = ma.fields.DateTime()
-    last_used_at = ma.fields.DateTime(allow_none=True)
-    revoked_at = ma.fields.DateTime(allow_none=True)
+class PartnerKeySchema(CredentialSchema):
+    pass
 
 
 class IssuedPartnerKeySchema(PartnerKeySchema):
