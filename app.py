@@ -31,6 +31,7 @@ def register_extensions(app: Flask) -> None:
     from audit.service import install_session_hooks as install_audit_hooks
     from auth.access import init_login
     from common import jobs
+    from common.i18n import babel, select_locale
     from common.security import register_request_hooks
 
     _import_models()
@@ -41,6 +42,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     api.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
     install_audit_hooks()
     jobs.install_session_hooks()
     register_request_hooks(app)
@@ -52,12 +54,17 @@ def _import_models() -> None:
     import audit.models  # noqa: F401
     import auth.models  # noqa: F401
     import catalog.models  # noqa: F401
+    import claims.models  # noqa: F401
     import common.jobs  # noqa: F401
+    import messaging.models  # noqa: F401
     import partners.models  # noqa: F401
+    import rma.models  # noqa: F401
 
 
 def _import_jobs() -> None:
     import audit.jobs  # noqa: F401
+    import messaging.jobs  # noqa: F401
+    import rma.jobs  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
@@ -65,16 +72,20 @@ def register_blueprints(app: Flask) -> None:
     from auth.views import api_bp as identity_api
     from auth.views import bp as auth_pages
     from catalog.views import api_bp as catalog_api
+    from claims.pages import bp as claims_pages
+    from claims.views import api_bp as claims_api
     from common.views import bp as core_pages
     from partners.views import api_bp as partners_api
+    from rma.views import api_bp as rmas_api
 
     app.register_blueprint(core_pages)
     app.register_blueprint(auth_pages)
-    for blueprint in (identity_api, partners_api, catalog_api, audit_api):
+    app.register_blueprint(claims_pages)
+    api_blueprints = (identity_api, partners_api, catalog_api, audit_api, claims_api, rmas_api)
+    for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
-    # The API authenticates with bearer tokens only (cookies are ignored), so no CSRF there.
-    for name in ("identity", "partners", "catalog", "audit"):
-        csrf.exempt(app.blueprints[name])
+        # The API authenticates with bearer tokens only (cookies are ignored): no CSRF there.
+        csrf.exempt(app.blueprints[blueprint.name])
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -125,6 +125,9 @@ def validate_product(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict |
             raw, "labor_minutes", errors, required=False, minimum=0, maximum=10_000
         ),
         "released_on": _date(raw, "released_on", errors, ctx, required=False),
+        "doa_days": _int(raw, "doa_days", errors, required=False, minimum=0, maximum=365),
+        "review_after_claims": _int(raw, "review_after_claims", errors, required=False,
+                                    minimum=1, maximum=100),
     }
     return (None, errors) if errors else (record, errors)
 
@@ -215,7 +218,8 @@ KINDS: dict[str, KindRules] = {
     "products": KindRules(
         "products",
         ("sku", "name", "category", "warranty_months"),
-        ("extended_warranty_months", "exclusions", "labor_minutes", "released_on"),
+        ("extended_warranty_months", "exclusions", "labor_minutes", "released_on", "doa_days",
+         "review_after_claims"),
         ("sku",),
         validate_product,
     ),

@@ -37,6 +37,10 @@ class Product(db.Model):
     exclusions: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     labor_minutes: Mapped[int | None] = mapped_column(Integer)
     released_on: Mapped[date | None] = mapped_column(Date)
+    # Per-product claim policy; NULL means the deployment default (DOA_REPLACEMENT_DAYS,
+    # REPEAT_CLAIMS_REVIEW_THRESHOLD).
+    doa_days: Mapped[int | None] = mapped_column(Integer)
+    review_after_claims: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 

@@ -95,7 +95,34 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_PUBLIC": os.environ.get("RATELIMIT_PUBLIC", "30 per minute"),
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
-        "WTF_CSRF_TIME_LIMIT": None,  # the session's own timeouts bound the token's life
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Claims and customer communication
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        "UPLOAD_DIR": os.environ.get("UPLOAD_DIR") or os.path.join(instance_path, "uploads"),
+        "CLAIM_FORM_MAX_BYTES": _env_int("CLAIM_FORM_MAX_BYTES", 30 * 1024 * 1024),
+        "DOA_REPLACEMENT_DAYS": _env_int("DOA_REPLACEMENT_DAYS", 30),
+        "REPEAT_CLAIMS_REVIEW_THRESHOLD": _env_int("REPEAT_CLAIMS_REVIEW_THRESHOLD", 2),
+        "REVIEW_DAYS": _env_int("REVIEW_DAYS", 2),
+        "RETURN_TO_ADDRESS": tuple(
+            line.strip()
+            for line in os.environ.get(
+                "RETURN_TO_ADDRESS",
+                "Aftercare Returns|Dock 4, Returvagen 12|412 63 Goteborg|Sweden",
+            ).split("|")
+            if line.strip()
+        ),
+        "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "file"),
+        "MAIL_FILE_DIR": os.environ.get("MAIL_FILE_DIR") or os.path.join(instance_path, "mail"),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Aftercare <no-reply@aftercare.invalid>"),
+        "MAIL_SMTP_HOST": os.environ.get("MAIL_SMTP_HOST", "localhost"),
+        "MAIL_SMTP_PORT": _env_int("MAIL_SMTP_PORT", 587),
+        "MAIL_SMTP_USER": os.environ.get("MAIL_SMTP_USER"),
+        "MAIL_SMTP_PASSWORD": os.environ.get("MAIL_SMTP_PASSWORD"),
+        "MAIL_SMTP_STARTTLS": _env_bool("MAIL_SMTP_STARTTLS", True),
+        "BABEL_DEFAULT_LOCALE": "en",
+        "BABEL_TRANSLATION_DIRECTORIES": os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "translations"
+        ),  # the session's own timeouts bound the token's life
         # flask-smorest / OpenAPI
         "API_TITLE": "Aftercare API",
         "API_VERSION": "v1",

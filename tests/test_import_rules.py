@@ -222,6 +222,8 @@ def test_a_product_without_optional_values_gets_the_defaults():
         "exclusions": [],
         "labor_minutes": None,
         "released_on": None,
+        "doa_days": None,
+        "review_after_claims": None,
     }
 
 

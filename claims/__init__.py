@@ -1,0 +1,1 @@
+"""Warranty claims: filing, validation against purchases, review, customer tracking."""

@@ -1,0 +1,94 @@
+"""Turning claims into what customers and staff see (in the claim's language)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, url_for
+from flask_babel import force_locale
+
+from claims import service
+from claims.models import Claim
+from claims.rules import public_code
+from claims.texts import NEXT_STEPS, reason_text, timeline_text
+from messaging.service import messages_for_claim
+from rma.service import rma_for_claim
+
+
+def public_reasons(claim: Claim) -> list[dict[str, str]]:
+    """Reasons as a customer may see them: public codes, translated sentences, no dupes."""
+    seen, out = set(), []
+    with force_locale(claim.language):
+        for reason in claim.reasons:
+            code = public_code(reason["code"])
+            if code in seen:
+                continue
+            seen.add(code)
+            out.append({"code": code, "message": reason_text(code, reason.get("params", {}))})
+    return out
+
+
+def filed_response(filed: service.FiledClaim) -> dict[str, Any]:
+    claim = filed.claim
+    rma = rma_for_claim(claim.id)
+    if filed.tracking_token:
+        tracking = service.tracking_url(_settings(), filed.tracking_token)
+        label = tracking + "/label.pdf" if rma else None
+    else:
+        # The token is only known when the claim is created; the customer has it by email.
+        tracking = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + url_for("claims_pages.track")
+        label = None
+    return {
+        "claim_number": claim.claim_number,
+        "status": claim.status,
+        "reasons": public_reasons(claim),
+        "rma_number": rma.rma_number if rma else None,
+        "remedy": claim.remedy if claim.status == "approved" else None,
+        "tracking_url": tracking,
+        "label_url": label,
+        "duplicate": not filed.created,
+    }
+
+
+def staff_view(claim: Claim, *, detail: bool = False) -> dict[str, Any]:
+    rma = rma_for_claim(claim.id)
+    data: dict[str, Any] = {
+        column: getattr(claim, column)
+        for column in ("claim_number", "status", "serial_number", "sku", "email",
+                       "customer_name", "fault_category", "description", "dead_on_arrival",
+                       "requested_remedy", "remedy", "language", "reasons", "source",
+                       "filed_at", "decided_at", "decided_by", "warranty_ends_on")
+    }
+    data["rma_number"] = rma.rma_number if rma else None
+    data["photos"] = len(claim.photos)
+    if detail:
+        data["timeline"] = timeline_view(claim)
+        data["notes"] = service.notes_for(claim)
+        data["messages"] = messages_for_claim(claim.id)
+    return data
+
+
+def timeline_view(claim: Claim) -> list[dict[str, Any]]:
+    with force_locale(claim.language):
+        return [
+            {"kind": entry.kind, "text": timeline_text(entry.kind, entry.params),
+             "occurred_at": entry.occurred_at}
+            for entry in service.timeline(claim)
+        ]
+
+
+def next_step(claim: Claim, entries: list[dict[str, Any]]) -> str | None:
+    """What happens next, in plain words, from the latest step that has one."""
+    with force_locale(claim.language):
+        for entry in reversed(entries):
+            text = NEXT_STEPS.get(entry["kind"])
+            if text is not None:
+                return str(text) % {"days": current_app.config["REVIEW_DAYS"]} \
+                    if "%(" in str(text) else str(text)
+    return None
+
+
+def _settings() -> service.ClaimSettings:
+    from claims.settings import claim_settings
+
+    return claim_settings(current_app.config)

@@ -1,0 +1,478 @@
+"""Claim use cases: filing (validated against the purchase registry), review, tracking.
+
+``file_claim`` owns its transaction: the claim, its decision, the RMA, photos, timeline,
+messages, audit events and the idempotency record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from audit.service import record_event
+from catalog.models import Product, Purchase
+from claims import rules
+from claims.errors import ClaimNotFound, ClaimNotReviewable, IdempotencyKeyReused
+from claims.models import Claim, ClaimNote, ClaimPhoto, IdempotencyRecord, TimelineEntry
+from claims.photos import MAX_PHOTOS, PhotoRejected, clean_photo
+from common.actors import Actor
+from common.errors import ValidationFailed
+from common.extensions import db
+from common.jobs import enqueue_job
+from common.models import utcnow
+from common.tokens import secret_hash
+from messaging.service import queue_message
+from rma.models import Rma
+from rma.numbers import ALPHABET
+from rma.service import issue_rma
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    """Policy and deployment settings the use cases need (from app config)."""
+
+    upload_dir: str
+    public_base_url: str
+    doa_days: int = 30
+    review_after_claims: int = 2
+    review_days: int = 2
+
+
+@dataclass(frozen=True)
+class ClaimInput:
+    serial_number: str
+    email: str
+    fault_category: str
+    description: str
+    requested_remedy: str | None = None
+    dead_on_arrival: bool = False
+    language: str = "en"
+    customer_name: str | None = None
+    return_address: Mapping[str, Any] = field(default_factory=dict)
+    photos: Sequence[bytes] = ()
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    scope: str
+    key: str
+    fingerprint: str
+
+
+@dataclass
+class FiledClaim:
+    claim: Claim
+    created: bool
+    tracking_token: str | None = None
+    replayed: IdempotencyRecord | None = None
+
+
+def new_claim_number() -> str:
+    return "C" + "".join(secrets.choice(ALPHABET) for _ in range(9))
+
+
+def tracking_url(settings: ClaimSettings, token: str) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/track/{token}"
+
+
+# --- filing ------------------------------------------------------------------------------------
+
+
+def file_claim(
+    data: ClaimInput,
+    *,
+    actor: Actor,
+    settings: ClaimSettings,
+    source: str = "api",
+    idempotency: IdempotencyRequest | None = None,
+    today: date | None = None,
+) -> FiledClaim:
+    """Validate and record a claim; an open claim for the same serial is returned instead."""
+    if idempotency is not None:
+        replay = _replay(idempotency)
+        if replay is not None:
+            return replay
+    photos = _clean_photos(data.photos)
+    serial = data.serial_number.strip().upper()
+    email = data.email.strip().lower()
+    filed_on = today or datetime.now(UTC).date()
+    for _attempt in range(3):
+        written: list[str] = []
+        try:
+            filed = _record_claim(data, serial, email, filed_on, photos, written, actor=actor,
+                                  settings=settings, source=source, idempotency=idempotency)
+            db.session.commit()
+            return filed
+        except IntegrityError:
+            db.session.rollback()
+            for path in written:
+                _remove_quietly(path)
+            if idempotency is not None:
+                replay = _replay(idempotency)
+                if replay is not None:
+                    return replay
+            existing = open_claim_for_serial(serial)
+            if existing is not None:
+                if existing.email == email:
+                    return FiledClaim(existing, created=False)
+                # Someone else's open claim: answer as if the serial were unknown to them.
+                continue
+            # Otherwise a random number collided: try again with fresh ones.
+    raise RuntimeError("could not record the claim after 3 attempts")
+
+
+def _record_claim(
+    data: ClaimInput,
+    serial: str,
+    email: str,
+    filed_on: date,
+    photos: list,
+    written: list[str],
+    *,
+    actor: Actor,
+    settings: ClaimSettings,
+    source: str,
+    idempotency: IdempotencyRequest | None,
+) -> FiledClaim:
+    purchase = _matching_purchase(serial, email)
+    product = db.session.scalar(select(Product).where(Product.sku == purchase.sku)) if purchase \
+        else None
+    decision = rules.decide(
+        rules.ClaimFacts(serial, email, data.fault_category, filed_on, data.dead_on_arrival,
+                         data.requested_remedy),
+        _purchase_facts(purchase),
+        _product_terms(product, settings),
+        previous_claims=_previous_claims(serial),
+    )
+    hold_serial = decision.status != rules.REJECTED
+    existing = open_claim_for_serial(serial) if hold_serial else None
+    if existing is not None:
+        if existing.email == email:
+            return FiledClaim(existing, created=False)
+        # The same serial under another SKU and customer: rare and odd, so a person decides.
+        hold_serial = False
+        decision = rules.Decision(
+            rules.NEEDS_REVIEW, (rules.Reason(rules.SERIAL_IN_OPEN_CLAIM), *decision.reasons),
+            remedy=decision.remedy, warranty_ends_on=decision.warranty_ends_on,
+        )
+    token = secrets.token_urlsafe(24)  # 192 bits
+    claim = Claim(
+        claim_number=new_claim_number(),
+        purchase_id=purchase.id if purchase else None,
+        serial_number=serial,
+        sku=purchase.sku if purchase else None,
+        email=email,
+        customer_name=data.customer_name or (purchase.customer_name if purchase else None),
+        fault_category=data.fault_category,
+        description=data.description,
+        dead_on_arrival=data.dead_on_arrival,
+        requested_remedy=data.requested_remedy,
+        remedy=decision.remedy,
+        return_address=dict(data.return_address),
+        language=data.language,
+        status=decision.status,
+        reasons=[reason.as_dict() for reason in decision.reasons],
+        open_serial=serial if hold_serial else None,
+        source=source,
+        tracking_token_hash=secret_hash(token),
+        warranty_ends_on=decision.warranty_ends_on,
+        decided_at=utcnow(),
+        decided_by="rules",
+    )
+    db.session.add(claim)
+    db.session.flush()
+    for photo in photos:
+        written.append(_store_photo(claim, photo, settings))
+    record_event(
+        entity_type="claim", entity_id=claim.claim_number, action="claim.filed", actor=actor,
+        data={"serial_number": serial, "sku": claim.sku, "fault_category": claim.fault_category,
+              "status": claim.status, "reasons": list(decision.codes), "remedy": claim.remedy,
+              "photos": len(photos), "source": source},
+    )
+    link = tracking_url(settings, token)
+    add_timeline_entry(claim, "filed")
+    if decision.status == rules.APPROVED:
+        _approve(claim, actor=actor, link=link)
+    elif decision.status == rules.NEEDS_REVIEW:
+        add_timeline_entry(claim, "needs_review")
+        _notify(claim, "claim_in_review", actor, link=link)
+    else:
+        add_timeline_entry(claim, "rejected")
+        _notify(claim, "claim_rejected", actor, link=link)
+    if idempotency is not None:
+        db.session.add(IdempotencyRecord(scope=idempotency.scope, key=idempotency.key,
+                                         fingerprint=idempotency.fingerprint, claim_id=claim.id))
+        db.session.flush()
+    return FiledClaim(claim, created=True, tracking_token=token)
+
+
+def _approve(claim: Claim, *, actor: Actor, link: str) -> Rma:
+    rma = issue_rma(claim_id=claim.id, claim_number=claim.claim_number,
+                    remedy=claim.remedy or "repair", actor=actor)
+    add_timeline_entry(claim, "approved")
+    add_timeline_entry(claim, "rma_issued", {"rma_number": rma.rma_number})
+    enqueue_job("rma.prepare_label", rma_id=rma.id)
+    _notify(claim, "claim_approved", actor, link=link, rma_number=rma.rma_number)
+    return rma
+
+
+def _notify(claim: Claim, kind: str, actor: Actor, *, link: str | None = None,
+            **params: Any) -> None:
+    queue_message(
+        recipient=claim.email, kind=kind, language=claim.language, actor=actor,
+        claim_id=claim.id,
+        params={"claim_number": claim.claim_number, "tracking_url": link, **params},
+    )
+
+
+def _clean_photos(photos: Sequence[bytes]) -> list:
+    if len(photos) > MAX_PHOTOS:
+        raise ValidationFailed("too many photos",
+                               errors={"photos": [f"at most {MAX_PHOTOS} photos"]})
+    cleaned, problems = [], []
+    for index, data in enumerate(photos, start=1):
+        try:
+            cleaned.append(clean_photo(data))
+        except PhotoRejected as exc:
+            problems.append(f"photo {index}: {exc}")
+    if problems:
+        raise ValidationFailed("a photo was refused", errors={"photos": problems})
+    return cleaned
+
+
+def _store_photo(claim: Claim, photo: Any, settings: ClaimSettings) -> str:
+    stored_name = f"{uuid.uuid4().hex}.{photo.extension}"
+    directory = os.path.join(settings.upload_dir, "claims", claim.claim_number)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, stored_name)
+    with open(path, "wb") as handle:
+        handle.write(photo.data)
+    db.session.add(ClaimPhoto(claim_id=claim.id, stored_name=stored_name,
+                              content_type=photo.content_type, size_bytes=len(photo.data),
+                              width=photo.width, height=photo.height, sha256=photo.sha256))
+    return path
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _matching_purchase(serial: str, email: str) -> Purchase | None:
+    purchases = list(db.session.scalars(select(Purchase).where(Purchase.serial_number == serial)))
+    for purchase in purchases:
+        if purchase.customer_email == email:
+            return purchase
+    return purchases[0] if purchases else None
+
+
+def _purchase_facts(purchase: Purchase | None) -> rules.PurchaseFacts | None:
+    if purchase is None:
+        return None
+    return rules.PurchaseFacts(purchase.serial_number, purchase.sku, purchase.purchase_date,
+                               purchase.customer_email)
+
+
+def _product_terms(product: Product | None, settings: ClaimSettings) -> rules.ProductTerms | None:
+    if product is None:
+        return None
+    return rules.ProductTerms(
+        sku=product.sku,
+        warranty_months=product.warranty_months,
+        extended_warranty_months=product.extended_warranty_months,
+        exclusions=frozenset(product.exclusions or ()),
+        released_on=product.released_on,
+        doa_days=product.doa_days if product.doa_days is not None else settings.doa_days,
+        review_after_claims=product.review_after_claims
+        if product.review_after_claims is not None else settings.review_after_claims,
+    )
+
+
+def _previous_claims(serial: str) -> int:
+    """Earlier claims on the serial that were accepted (rejections don't count)."""
+    return db.session.scalar(
+        select(func.count(Claim.id)).where(Claim.serial_number == serial,
+                                           Claim.status.in_(("approved", "closed")))
+    ) or 0
+
+
+def _replay(idempotency: IdempotencyRequest) -> FiledClaim | None:
+    record = db.session.scalar(select(IdempotencyRecord).where(
+        IdempotencyRecord.scope == idempotency.scope, IdempotencyRecord.key == idempotency.key))
+    if record is None:
+        return None
+    if record.fingerprint != idempotency.fingerprint:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request body",
+            errors={"Idempotency-Key": ["already used for a different request"]},
+        )
+    return FiledClaim(db.session.get(Claim, record.claim_id), created=False, replayed=record)
+
+
+def remember_response(record_scope: str, key: str, status: int, body: Mapping[str, Any]) -> None:
+    """Keep the first answer to an idempotent request, so a retry gets exactly the same."""
+    db.session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.scope == record_scope, IdempotencyRecord.key == key,
+               IdempotencyRecord.response_body.is_(None))
+        .values(response_status=status, response_body=dict(body))
+    )
+    db.session.commit()
+
+
+def fingerprint(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+# --- timeline ----------------------------------------------------------------------------------
+
+
+def add_timeline_entry(claim: Claim, kind: str, params: Mapping[str, Any] | None = None) -> None:
+    """Add a customer-visible step to the claim's timeline (in the caller's transaction)."""
+    db.session.add(TimelineEntry(claim_id=claim.id, kind=kind, params=dict(params or {})))
+
+
+def record_customer_step(*, claim_id: int, kind: str, actor: Actor, settings: ClaimSettings,
+                         params: Mapping[str, Any] | None = None, notify: bool = True) -> None:
+    """For other domains: a step the customer should see, with an email about it."""
+    claim = db.session.get(Claim, claim_id)
+    if claim is None:
+        raise ClaimNotFound(f"no claim {claim_id}")
+    add_timeline_entry(claim, kind, params)
+    if notify:
+        _notify(claim, "status_update", actor, step=kind, **dict(params or {}))
+
+
+def timeline(claim: Claim) -> list[TimelineEntry]:
+    return list(db.session.scalars(
+        select(TimelineEntry).where(TimelineEntry.claim_id == claim.id)
+        .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
+    ))
+
+
+# --- lookups -----------------------------------------------------------------------------------
+
+
+def open_claim_for_serial(serial: str) -> Claim | None:
+    return db.session.scalar(select(Claim).where(Claim.open_serial == serial))
+
+
+def get_claim(claim_number: str) -> Claim:
+    claim = db.session.scalar(
+        select(Claim).where(Claim.claim_number == claim_number.strip().upper()))
+    if claim is None:
+        raise ClaimNotFound(f"no claim {claim_number}")
+    return claim
+
+
+def claim_by_tracking_token(token: str) -> Claim | None:
+    if not token or len(token) > 100:
+        return None
+    return db.session.scalar(select(Claim).where(Claim.tracking_token_hash == secret_hash(token)))
+
+
+def find_claim_for_customer(number: str, email: str) -> Claim | None:
+    """A claim by claim or RMA number, only when the email is the claim's own."""
+    from rma.numbers import parse_rma_number
+
+    number = "".join(number.split()).upper().replace("-", "")
+    email = email.strip().lower()
+    claim = db.session.scalar(select(Claim).where(Claim.claim_number == number))
+    if claim is None:
+        parsed = parse_rma_number(number)
+        if parsed.outcome == "ok":
+            claim = db.session.scalar(
+                select(Claim).join(Rma, Rma.claim_id == Claim.id)
+                .where(Rma.rma_number == parsed.number))
+    if claim is None or not secrets.compare_digest(claim.email, email):
+        return None
+    return claim
+
+
+def search_claims(query: str | None = None, status: str | None = None):  # noqa: ANN201
+    """Staff search by serial, email, claim or RMA number; newest first."""
+    stmt = select(Claim).order_by(Claim.filed_at.desc(), Claim.id.desc())
+    if status:
+        stmt = stmt.where(Claim.status == status)
+    if query:
+        text = query.strip()
+        compact = "".join(text.split()).upper().replace("-", "")
+        stmt = stmt.outerjoin(Rma, Rma.claim_id == Claim.id).where(or_(
+            Claim.serial_number == text.upper(),
+            Claim.email == text.lower(),
+            Claim.claim_number == compact,
+            Rma.rma_number == compact,
+        ))
+    return stmt
+
+
+# --- review ------------------------------------------------------------------------------------
+
+
+def review_claim(*, claim_number: str, approve: bool, note: str, actor: Actor,
+                 settings: ClaimSettings, remedy: str | None = None) -> Claim:
+    """Support's decision on a claim waiting for review (first decision wins)."""
+    claim = get_claim(claim_number)
+    if not note.strip():
+        raise ValidationFailed("a note is required", errors={"note": ["explain the decision"]})
+    new_status = "approved" if approve else "rejected"
+    changed = db.session.execute(
+        update(Claim)
+        .where(Claim.id == claim.id, Claim.status == "needs_review")
+        .values(status=new_status, decided_at=utcnow(), decided_by=str(actor),
+                remedy=(remedy or claim.remedy or "repair") if approve else claim.remedy,
+                open_serial=claim.serial_number if approve else None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        db.session.rollback()
+        raise ClaimNotReviewable(f"claim {claim.claim_number} is not waiting for review")
+    db.session.refresh(claim)
+    code = "approved_by_support" if approve else "rejected_by_support"
+    claim.reasons = [*claim.reasons, {"code": code, "params": {}}]
+    db.session.add(ClaimNote(claim_id=claim.id, author=str(actor), body=note.strip()))
+    record_event(entity_type="claim", entity_id=claim.claim_number,
+                 action="claim.approved" if approve else "claim.rejected", actor=actor,
+                 reason=note.strip(),
+                 data={"before": {"status": "needs_review"},
+                       "after": {"status": new_status, "remedy": claim.remedy}})
+    if approve:
+        _approve(claim, actor=actor, link=None)
+    else:
+        add_timeline_entry(claim, "rejected")
+        _notify(claim, "claim_rejected", actor)
+    db.session.commit()
+    return claim
+
+
+def add_note(*, claim_number: str, body: str, actor: Actor) -> ClaimNote:
+    """An internal note by support staff."""
+    claim = get_claim(claim_number)
+    if not body.strip():
+        raise ValidationFailed("empty note", errors={"body": ["must not be empty"]})
+    note = ClaimNote(claim_id=claim.id, author=str(actor), body=body.strip()[:5000])
+    db.session.add(note)
+    record_event(entity_type="claim", entity_id=claim.claim_number, action="claim.note_added",
+                 actor=actor, data={"body": note.body})
+    db.session.commit()
+    return note
+
+
+def notes_for(claim: Claim) -> list[ClaimNote]:
+    return list(db.session.scalars(
+        select(ClaimNote).where(ClaimNote.claim_id == claim.id).order_by(ClaimNote.id)))

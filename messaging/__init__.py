@@ -1,0 +1,1 @@
+"""Customer and partner messages: the outbox of emails and the communication log."""

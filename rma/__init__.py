@@ -1,0 +1,1 @@
+"""Return authorisations: RMA numbers with a check character and printable return labels."""

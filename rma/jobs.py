@@ -1,0 +1,23 @@
+"""Label rendering in the background, right after an RMA is issued."""
+
+from __future__ import annotations
+
+from common.actors import Actor
+from common.jobs import job
+from rma.presenter import label_data_for
+from rma.service import prepare_label
+
+LABELLER = Actor.system("labels")
+
+
+@job("rma.prepare_label", timeout=120)
+def prepare_rma_label(*, outbox_id: int, rma_id: int) -> None:
+    """Render and keep the RMA's label once; safe to retry."""
+    from claims.service import add_timeline_entry
+    from common.extensions import db
+    from rma.models import Rma
+
+    if prepare_label(rma_id=rma_id, data_for=label_data_for, actor=LABELLER):
+        rma = db.session.get(Rma, rma_id)
+        add_timeline_entry(rma.claim, "label_ready")
+        db.session.commit()

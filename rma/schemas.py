@@ -1,0 +1,34 @@
+"""API schemas for RMAs."""
+
+import marshmallow as ma
+
+
+class RmaSchema(ma.Schema):
+    rma_number = ma.fields.String()
+    formatted = ma.fields.String()
+    claim_number = ma.fields.String()
+    serial_number = ma.fields.String()
+    sku = ma.fields.String(allow_none=True)
+    remedy = ma.fields.String()
+    status = ma.fields.String()
+    issued_at = ma.fields.DateTime()
+    label_ready_at = ma.fields.DateTime(allow_none=True)
+
+
+class LabelQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    page = ma.fields.String(load_default="4x6", validate=ma.validate.OneOf(["4x6", "a4", "letter"]))
+
+
+class LabelBatchSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    rma_numbers = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(max=20)),
+        required=True,
+        validate=ma.validate.Length(min=1, max=1000),
+    )
+    page = ma.fields.String(load_default="4x6", validate=ma.validate.OneOf(["4x6", "a4", "letter"]))

@@ -1,0 +1,105 @@
+"""Issuing RMAs, finding them by number, and their labels."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlalchemy import select
+
+from audit.service import record_event
+from common.actors import Actor
+from common.extensions import db
+from common.models import utcnow
+from rma.errors import BadRmaNumber, RmaNotFound
+from rma.labels import LabelData, render_label, render_labels
+from rma.models import Rma, RmaLabel
+from rma.numbers import new_rma_number, parse_rma_number
+
+LABEL_PAGES = ("4x6", "a4", "letter")
+
+
+def issue_rma(*, claim_id: int, claim_number: str, remedy: str, actor: Actor) -> Rma:
+    """Add an RMA for an approved claim to the current transaction (number unique by DB)."""
+    rma = Rma(rma_number=new_rma_number(), claim_id=claim_id, remedy=remedy)
+    db.session.add(rma)
+    db.session.flush()  # a number collision raises IntegrityError; the caller retries
+    record_event(
+        entity_type="rma",
+        entity_id=rma.rma_number,
+        action="rma.issued",
+        actor=actor,
+        data={"claim_number": claim_number, "remedy": remedy},
+    )
+    return rma
+
+
+def parse_or_refuse(text: str) -> str:
+    """The canonical RMA number, or a 422 naming what is wrong with the input."""
+    parsed = parse_rma_number(text)
+    if parsed.outcome != "ok" or parsed.number is None:
+        raise BadRmaNumber(
+            parsed.message,
+            errors={"rma_number": [parsed.message]},
+            extra={"outcome": parsed.outcome},
+        )
+    return parsed.number
+
+
+def get_rma(rma_number: str) -> Rma:
+    """An RMA by (possibly formatted) number; 422 for a bad check character, 404 if unknown."""
+    number = parse_or_refuse(rma_number)
+    rma = db.session.scalar(select(Rma).where(Rma.rma_number == number))
+    if rma is None:
+        raise RmaNotFound(f"no RMA {number}")
+    return rma
+
+
+def rma_for_claim(claim_id: int) -> Rma | None:
+    return db.session.scalar(select(Rma).where(Rma.claim_id == claim_id))
+
+
+def label_pdf(rma: Rma, data: LabelData, *, page: str = "4x6", store: bool = True) -> bytes:
+    """The label as first issued (stored copy), rendering and keeping it the first time."""
+    stored = db.session.get(RmaLabel, (rma.id, page))
+    if stored is not None:
+        return stored.pdf
+    pdf = render_label(data, page=page)
+    if store:
+        db.session.add(
+            RmaLabel(
+                rma_id=rma.id,
+                page=page,
+                language=rma.claim.language,
+                pdf=pdf,
+                sha256=hashlib.sha256(pdf).hexdigest(),
+            )
+        )
+        try:
+            db.session.commit()
+        except Exception:  # noqa: BLE001 - a concurrent request stored it first: same label
+            db.session.rollback()
+    return pdf
+
+
+def prepare_label(*, rma_id: int, data_for: Callable[[Rma], LabelData], actor: Actor) -> bool:
+    """Render and keep the 4x6 label; True the first time (idempotent)."""
+    rma = db.session.get(Rma, rma_id)
+    if rma is None or rma.label_ready_at is not None:
+        return False
+    label_pdf(rma, data_for(rma), page="4x6")
+    rma.label_ready_at = utcnow()
+    record_event(entity_type="rma", entity_id=rma.rma_number, action="rma.label_ready", actor=actor)
+    db.session.commit()
+    return True
+
+
+def batch_labels(
+    rmas: Sequence[Rma], data_for: Callable[[Rma], LabelData], *, page: str = "4x6"
+) -> bytes:
+    """Many labels in one PDF for staff to print."""
+    return render_labels([data_for(rma) for rma in rmas], page=page)
+
+
+def label_texts(translate: Callable[[str], str], keys: Mapping[str, str]) -> dict[str, str]:
+    return {key: translate(value) for key, value in keys.items()}
