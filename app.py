@@ -28,6 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from flask_babel import get_locale
+
     from audit.service import install_session_hooks as install_audit_hooks
     from auth.access import init_login
     from common import jobs
@@ -43,6 +45,7 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     api.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
+    app.jinja_env.globals["get_locale"] = get_locale
     install_audit_hooks()
     jobs.install_session_hooks()
     register_request_hooks(app)

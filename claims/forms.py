@@ -14,6 +14,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
 
 from catalog.faults import FAULT_CATEGORIES
@@ -32,13 +33,13 @@ class ClaimForm(FlaskForm):
     email = EmailField(_l("Email used for the purchase"),
                        validators=[DataRequired(), Email(), Length(max=254)])
     fault_category = SelectField(_l("What is wrong?"),
-                                 choices=[(c, FAULTS[c]) for c in FAULT_CATEGORIES],
+                                 choices=[SelectChoice(c, FAULTS[c]) for c in FAULT_CATEGORIES],
                                  validators=[DataRequired()])
     description = TextAreaField(_l("Describe the problem"),
                                 validators=[DataRequired(), Length(min=5, max=5000)])
     dead_on_arrival = BooleanField(_l("The product never worked (dead on arrival)"))
     remedy = RadioField(_l("What would you prefer?"),
-                        choices=[(key, label) for key, label in REMEDIES.items()],
+                        choices=[SelectChoice(key, label) for key, label in REMEDIES.items()],
                         default="repair", validators=[DataRequired()])
     customer_name = StringField(_l("Your name"), validators=[DataRequired(), Length(max=200)])
     address_line1 = StringField(_l("Street address"),
@@ -50,7 +51,7 @@ class ClaimForm(FlaskForm):
                           validators=[DataRequired(), Regexp(r"^[A-Za-z]{2}$")])
     phone = StringField(_l("Phone (optional)"), validators=[Optional(), Length(max=40)])
     language = SelectField(_l("Language for our messages"),
-                           choices=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
+                           choices=[SelectChoice(code, LANGUAGE_NAMES[code]) for code in LANGUAGES])
     photos = MultipleFileField(_l("Photos of the defect (optional, up to 5)"))
 
 

@@ -35,6 +35,15 @@ class ClaimCreateSchema(ma.Schema):
     customer_name = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
     return_address = ma.fields.Nested(ReturnAddressSchema, load_default=dict)
 
+    @ma.pre_load
+    def strip_pasted_whitespace(self, data, **kwargs):  # noqa: ANN001, ANN201
+        # Customers paste serials and emails with stray spaces; that is not an error.
+        if isinstance(data, dict):
+            for name in ("serial_number", "email"):
+                if isinstance(data.get(name), str):
+                    data = {**data, name: data[name].strip()}
+        return data
+
 
 class ReasonSchema(ma.Schema):
     code = ma.fields.String()

@@ -188,13 +188,15 @@ def _printable(text: str) -> str:
 def _render(items: Sequence[LabelData], page: str, draw_barcode: BarcodeDrawer) -> bytes:
     if page not in PAGE_SIZES:
         raise ValueError(f"page must be one of {', '.join(PAGE_SIZES)}, got {page!r}")
+    if not items:
+        raise ValueError("no labels to render")
     _register_fonts()
     width, height = PAGE_SIZES[page]
     margin = _MARGIN[page]
     buffer = io.BytesIO()
     # invariant: no timestamp or random document id, so the same labels give the same bytes.
     canvas = Canvas(buffer, pagesize=(width, height), pageCompression=1, invariant=1)
-    canvas.setTitle("Return labels")
+    canvas.setTitle(items[0].texts.get("return_label", DEFAULT_TEXTS["return_label"]))
     for data in items:
         label = _Label(data)
         if page == "4x6":
@@ -328,17 +330,16 @@ class _Label:
             self._text(canvas, x + column, y, value, REGULAR, 11, width - column)
 
     def draw_cut_line(self, canvas: Canvas, x: float, y: float, width: float) -> None:
-        caption = fit_text(self.texts["cut_here"], REGULAR, 8, width / 2)
-        gap = pdfmetrics.stringWidth(caption, REGULAR, 8) / 2 + 6
         centre = x + width / 2
+        _, used = _fit(self.texts["cut_here"], REGULAR, 8, width / 2)
+        gap = used / 2 + 6
         canvas.saveState()
         canvas.setDash(6, 4)
         canvas.setLineWidth(0.75)
         canvas.line(x, y, centre - gap, y)
         canvas.line(centre + gap, y, x + width, y)
         canvas.restoreState()
-        canvas.setFont(REGULAR, 8)
-        canvas.drawCentredString(centre, y - 3, caption)
+        self._text(canvas, centre, y - 3, self.texts["cut_here"], REGULAR, 8, width / 2, "centre")
 
     def _rule(self, canvas: Canvas, x: float, y: float, width: float) -> None:
         canvas.setLineWidth(0.5)

@@ -103,3 +103,22 @@ def purchase_row(
 
 
 PURCHASE_HEADER = "serial_number,sku,purchase_date,customer_email,customer_name,country"
+
+
+def register_purchase(serial: str, *, sku: str = "PH-1", bought: date | None = None,
+                      email: str = "ann@example.com") -> None:
+    """One registered purchase (the catalog must be loaded)."""
+    from datetime import UTC, datetime, timedelta
+
+    bought = bought or (datetime.now(UTC).date() - timedelta(days=100))
+    report = run_import("purchases", csv_bytes(PURCHASE_HEADER, purchase_row(serial, sku, bought,
+                                                                             email)),
+                        actor=TEST_ACTOR)
+    assert report.rejected == 0, report.errors
+
+
+def claim_body(serial: str = "SN1", **overrides: object) -> dict:
+    body = {"serial_number": serial, "email": "ann@example.com", "fault_category": "display",
+            "description": "The screen flickers and goes black."}
+    body.update(overrides)
+    return body

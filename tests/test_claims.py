@@ -1,0 +1,318 @@
+"""Filing claims through the API: decisions, RMAs, duplicates, idempotency, review, emails."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from audit.models import AuditEvent
+from audit.service import verify_chain
+from claims.models import Claim, IdempotencyRecord, TimelineEntry
+from common.extensions import db
+from messaging.models import Message
+from rma.models import Rma, RmaLabel
+from rma.numbers import parse_rma_number
+from tests.conftest import requires_postgres
+from tests.factories import bearer, claim_body, load_catalog, register_purchase, staff_token
+
+TODAY = datetime.now(UTC).date()
+
+
+@pytest.fixture
+def catalog(app):
+    load_catalog()
+    register_purchase("SN1")
+    register_purchase("SN2", email="bob@example.com")
+    register_purchase("OLD1", bought=TODAY - timedelta(days=365 * 4))
+
+
+def count(model) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_valid_claim_is_approved_with_an_rma_and_tracking_link(client, catalog):
+    response = client.post("/api/v1/claims", json=claim_body())
+    assert response.status_code == 201
+    body = response.json
+    assert body["status"] == "approved" and body["duplicate"] is False
+    assert parse_rma_number(body["rma_number"]).outcome == "ok"
+    assert body["reasons"][0]["code"] == "within_warranty"
+    assert body["tracking_url"].startswith("http://127.0.0.1:5000/track/")
+    token = body["tracking_url"].rsplit("/", 1)[1]
+    assert len(token) >= 22  # at least 128 random bits, URL-safe
+    claim = db.session.scalar(select(Claim))
+    assert claim.open_serial == "SN1" and claim.remedy == "repair"
+    rma = db.session.scalar(select(Rma))
+    assert rma.label_ready_at is not None, "the label job ran inline after the commit"
+    assert db.session.get(RmaLabel, (rma.id, "4x6")).pdf.startswith(b"%PDF")
+    kinds = [e.kind for e in db.session.scalars(select(TimelineEntry).order_by(TimelineEntry.id))]
+    assert kinds == ["filed", "approved", "rma_issued", "label_ready"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "code"),
+    [
+        ({"serial_number": "NOPE1"}, "rejected", "purchase_not_matched"),
+        ({"serial_number": "SN2"}, "rejected", "purchase_not_matched"),
+        ({"serial_number": "OLD1"}, "rejected", "out_of_warranty"),
+        ({"fault_category": "water_damage"}, "rejected", "excluded_fault"),
+        ({"remedy": "refund"}, "needs_review", "refund_requested"),
+        ({"dead_on_arrival": True, "remedy": "repair"}, "needs_review", None),
+    ],
+    ids=["unknown serial", "someone else's serial", "out of warranty", "excluded fault",
+         "refund", "doa outside window"],
+)
+def test_each_decision_is_recorded_with_its_reason(client, catalog, overrides, status, code):
+    response = client.post("/api/v1/claims", json=claim_body(**overrides))
+    if code is None:  # DOA 100 days after purchase: not Plan B, repair as asked
+        assert response.json["status"] == "approved" and response.json["remedy"] == "repair"
+        return
+    assert response.status_code == 201
+    assert response.json["status"] == status
+    assert code in [r["code"] for r in response.json["reasons"]]
+    assert all(r["message"] for r in response.json["reasons"])
+    assert count(Claim) == 1, "every submission that passes the schema is recorded"
+
+
+def test_unknown_serial_and_wrong_email_look_the_same_to_the_customer(client, catalog):
+    unknown = client.post("/api/v1/claims", json=claim_body("NOPE1")).json
+    wrong_email = client.post("/api/v1/claims", json=claim_body("SN2")).json
+    assert unknown["reasons"] == wrong_email["reasons"]
+    stored = {c.serial_number: c.reasons[0]["code"] for c in db.session.scalars(select(Claim))}
+    assert stored == {"NOPE1": "serial_not_registered", "SN2": "email_mismatch"}
+
+
+def test_email_is_compared_case_insensitively(client, catalog):
+    response = client.post("/api/v1/claims", json=claim_body(email="  ANN@Example.COM "))
+    assert response.json["status"] == "approved"
+
+
+def test_doa_within_the_window_is_replaced(client, app, catalog):
+    register_purchase("NEW1", bought=TODAY - timedelta(days=5))
+    response = client.post("/api/v1/claims", json=claim_body("NEW1", dead_on_arrival=True))
+    assert response.json["remedy"] == "replace"
+    assert "doa_replacement" in [r["code"] for r in response.json["reasons"]]
+
+
+def test_second_claim_for_an_open_serial_returns_the_first(client, catalog):
+    first = client.post("/api/v1/claims", json=claim_body()).json
+    second = client.post("/api/v1/claims", json=claim_body(description="Another try here"))
+    assert second.status_code == 200
+    assert second.json["claim_number"] == first["claim_number"] and second.json["duplicate"]
+    assert count(Claim) == 1 and count(Rma) == 1
+
+
+def test_someone_else_cannot_see_the_open_claim_on_a_serial(client, catalog):
+    client.post("/api/v1/claims", json=claim_body("SN2", email="bob@example.com"))
+    intruder = client.post("/api/v1/claims", json=claim_body("SN2", email="eve@example.com"))
+    assert intruder.status_code == 201 and intruder.json["status"] == "rejected"
+    assert intruder.json["rma_number"] is None
+    assert [r["code"] for r in intruder.json["reasons"]] == ["purchase_not_matched"]
+
+
+def test_idempotency_key_replays_the_same_answer_once(client, catalog):
+    headers = {"Idempotency-Key": "order-42"}
+    first = client.post("/api/v1/claims", json=claim_body(), headers=headers)
+    again = client.post("/api/v1/claims", json=claim_body(), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json == again.json
+    assert count(Claim) == 1 and count(Message) == 1 and count(IdempotencyRecord) == 1
+
+
+def test_idempotency_key_with_another_body_is_422(client, catalog):
+    headers = {"Idempotency-Key": "order-42"}
+    client.post("/api/v1/claims", json=claim_body(), headers=headers)
+    other = client.post("/api/v1/claims", json=claim_body("SN2"), headers=headers)
+    assert other.status_code == 422
+    assert "Idempotency-Key" in other.json["errors"]
+    assert count(Claim) == 1
+
+
+def test_rejected_claims_can_be_replayed_by_key_too(client, catalog):
+    headers = {"Idempotency-Key": "k-unknown"}
+    first = client.post("/api/v1/claims", json=claim_body("NOPE1"), headers=headers)
+    again = client.post("/api/v1/claims", json=claim_body("NOPE1"), headers=headers)
+    assert first.json == again.json and count(Claim) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"fault_category": "dropped_it"}, "fault_category"),
+        ({"email": "not-an-email"}, "email"),
+        ({"description": "x"}, "description"),
+        ({"serial_number": "'; DROP TABLE claims;--"}, "serial_number"),
+        ({"remedy": "cash"}, "remedy"),
+        ({"language": "de"}, "language"),
+        ({"extra": 1}, "extra"),
+        ({"return_address": {"country": "Sweden"}}, "return_address.country"),
+    ],
+)
+def test_schema_errors_name_the_field_and_record_nothing(client, catalog, body, field):
+    response = client.post("/api/v1/claims", json=claim_body(**body))
+    assert response.status_code == 422
+    assert field in response.json["errors"]
+    assert count(Claim) == 0
+
+
+def test_fault_categories_are_an_enum_in_the_openapi_document(client):
+    spec = client.get("/api/openapi.json").json
+    schema = spec["components"]["schemas"]["ClaimCreate"]
+    assert "water_damage" in schema["properties"]["fault_category"]["enum"]
+
+
+def test_every_claim_step_is_in_the_audit_trail(client, catalog):
+    number = client.post("/api/v1/claims", json=claim_body()).json["claim_number"]
+    actions = [e.action for e in db.session.scalars(
+        select(AuditEvent).where(AuditEvent.entity_id.in_([number])).order_by(AuditEvent.seq))]
+    assert actions[:2] == ["claim.filed", "message.queued"]
+    assert "message.sent" in actions
+    assert verify_chain().ok
+
+
+def test_approval_email_is_sent_and_kept_in_the_claims_log(client, app, catalog):
+    body = client.post("/api/v1/claims", json=claim_body(language="es")).json
+    message = db.session.scalar(select(Message))
+    assert message.status == "sent" and message.language == "es"
+    assert body["rma_number"] in message.subject and body["tracking_url"] in message.body
+    sent = Path(app.config["MAIL_FILE_DIR"]) / f"message-{message.id}.eml"
+    assert sent.exists() and "To: ann@example.com" in sent.read_text()
+
+
+def test_staff_see_the_claim_with_timeline_and_messages(client, catalog):
+    number = client.post("/api/v1/claims", json=claim_body()).json["claim_number"]
+    token = staff_token("support")
+    detail = client.get(f"/api/v1/claims/{number}", headers=bearer(token)).json
+    assert detail["status"] == "approved" and detail["rma_number"]
+    assert [t["kind"] for t in detail["timeline"]][:2] == ["filed", "approved"]
+    assert detail["messages"][0]["status"] == "sent"
+    found = client.get("/api/v1/claims?q=SN1", headers=bearer(token)).json
+    assert [c["claim_number"] for c in found] == [number]
+    by_rma = client.get(f"/api/v1/claims?q={detail['rma_number']}", headers=bearer(token)).json
+    assert [c["claim_number"] for c in by_rma] == [number]
+
+
+def test_support_approves_a_claim_in_review_and_an_rma_is_issued(client, catalog):
+    number = client.post("/api/v1/claims", json=claim_body(remedy="refund")).json["claim_number"]
+    token = bearer(staff_token("support"))
+    reviewed = client.post(f"/api/v1/claims/{number}/review", headers=token,
+                           json={"decision": "approve", "note": "Receipt checked"})
+    assert reviewed.status_code == 200
+    assert reviewed.json["status"] == "approved" and reviewed.json["rma_number"]
+    assert reviewed.json["remedy"] == "refund"
+    assert reviewed.json["notes"][0]["body"] == "Receipt checked"
+    again = client.post(f"/api/v1/claims/{number}/review", headers=token,
+                        json={"decision": "reject", "note": "too late"})
+    assert again.status_code == 409
+
+
+def test_support_rejection_frees_the_serial(client, catalog):
+    number = client.post("/api/v1/claims", json=claim_body(remedy="refund")).json["claim_number"]
+    client.post(f"/api/v1/claims/{number}/review", headers=bearer(staff_token("admin")),
+                json={"decision": "reject", "note": "No receipt"})
+    claim = db.session.scalar(select(Claim))
+    assert claim.status == "rejected" and claim.open_serial is None
+    assert client.post("/api/v1/claims", json=claim_body()).status_code == 201
+
+
+def test_repeat_claims_go_to_review(client, catalog):
+    for _ in range(2):
+        client.post("/api/v1/claims", json=claim_body())
+        db.session.execute(Claim.__table__.update().values(status="closed", open_serial=None))
+        db.session.commit()
+    third = client.post("/api/v1/claims", json=claim_body()).json
+    assert third["status"] == "needs_review"
+    assert "repeat_claims" in [r["code"] for r in third["reasons"]]
+
+
+def test_public_claim_filing_is_rate_limited(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_PUBLIC="2 per minute")
+    client = app.test_client()
+    statuses = [client.post("/api/v1/claims", json=claim_body("X1")).status_code
+                for _ in range(3)]
+    assert statuses == [201, 201, 429]
+
+
+def test_label_pdf_for_staff_and_bad_check_character(client, catalog):
+    rma_number = client.post("/api/v1/claims", json=claim_body()).json["rma_number"]
+    token = bearer(staff_token("warehouse"))
+    pdf = client.get(f"/api/v1/rmas/{rma_number}/label.pdf", headers=token)
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    assert pdf.headers["Content-Type"] == "application/pdf"
+    a4 = client.get(f"/api/v1/rmas/{rma_number}/label.pdf?page=a4", headers=token)
+    assert a4.status_code == 200 and a4.data != pdf.data
+    wrong = rma_number[:-1] + ("2" if rma_number[-1] != "2" else "3")
+    bad = client.get(f"/api/v1/rmas/{wrong}", headers=token)
+    assert bad.status_code == 422 and bad.json["outcome"] == "bad_check_character"
+    assert client.get("/api/v1/rmas/R22222222A", headers=token).status_code in (404, 422)
+
+
+def test_batch_labels_in_one_pdf(client, catalog):
+    numbers = [client.post("/api/v1/claims", json=claim_body()).json["rma_number"]]
+    register_purchase("SN3")
+    numbers.append(client.post("/api/v1/claims", json=claim_body("SN3")).json["rma_number"])
+    response = client.post("/api/v1/rmas/labels", headers=bearer(staff_token("support")),
+                           json={"rma_numbers": numbers, "page": "a4"})
+    assert response.status_code == 200 and response.data.count(b"/Type /Page\n") + \
+        response.data.count(b"/Type /Page ") >= 2
+
+
+@requires_postgres
+def test_fifty_concurrent_claims_for_one_serial_make_one_open_claim(make_app):
+    app = make_app()
+    with app.app_context():
+        load_catalog()
+        register_purchase("RACE1")
+    barrier = threading.Barrier(50)
+    results: list = []
+
+    def submit() -> None:
+        client = app.test_client()
+        barrier.wait()
+        results.append(client.post("/api/v1/claims", json=claim_body("RACE1")))
+
+    threads = [threading.Thread(target=submit) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    numbers = {r.json["claim_number"] for r in results}
+    assert len(numbers) == 1, numbers
+    assert sorted(r.status_code for r in results).count(201) == 1
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Claim.id))) == 1
+        assert db.session.scalar(select(func.count(Rma.id))) == 1
+        assert verify_chain().ok
+
+
+@requires_postgres
+def test_concurrent_requests_with_one_idempotency_key_file_once(make_app):
+    app = make_app()
+    with app.app_context():
+        load_catalog()
+        register_purchase("RACE2")
+        register_purchase("RACE3")
+    barrier = threading.Barrier(10)
+    results: list = []
+
+    def submit(i: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        results.append(client.post("/api/v1/claims", headers={"Idempotency-Key": "same"},
+                                   json=claim_body("RACE2")))
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.status_code in (200, 201) for r in results)
+    assert len({r.json["claim_number"] for r in results}) == 1
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Claim.id))) == 1
+        assert db.session.scalar(select(func.count(Message.id))) == 1
