@@ -12,6 +12,7 @@ from claims.models import Claim
 from claims.rules import public_code
 from claims.texts import NEXT_STEPS, reason_text, timeline_text
 from messaging.service import messages_for_claim
+from rma.numbers import format_rma_number
 from rma.service import rma_for_claim
 
 
@@ -71,10 +72,16 @@ def staff_view(claim: Claim, *, detail: bool = False) -> dict[str, Any]:
 def timeline_view(claim: Claim) -> list[dict[str, Any]]:
     with force_locale(claim.language):
         return [
-            {"kind": entry.kind, "text": timeline_text(entry.kind, entry.params),
+            {"kind": entry.kind, "text": timeline_text(entry.kind, _readable(entry.params)),
              "occurred_at": entry.occurred_at}
             for entry in service.timeline(claim)
         ]
+
+
+def _readable(params: dict[str, Any]) -> dict[str, Any]:
+    if "rma_number" in params:
+        return {**params, "rma_number": format_rma_number(params["rma_number"])}
+    return params
 
 
 def next_step(claim: Claim, entries: list[dict[str, Any]]) -> str | None:

@@ -56,7 +56,6 @@ PAGE_SIZES: Mapping[str, tuple[float, float]] = MappingProxyType(
 PRINTER_DPI = 203
 DOT = 72 / PRINTER_DPI  # one printer dot in points
 MODULE_DOTS = 2  # narrowest bar: two dots = 0.250 mm
-QUIET_MODULES = 10  # Code128 needs at least 10 modules of white on each side
 BAR_HEIGHT = 22 * mm
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
 REGULAR, BOLD = "LabelSans", "LabelSans-Bold"
@@ -125,11 +124,6 @@ def draw_code128(
     canvas.scale(DOT, DOT)
     canvas.addLiteral(f"{bars} f")
     canvas.restoreState()
-
-
-def barcode_width(number: str) -> float:
-    """Width in points of the bars for ``number``, without quiet zones."""
-    return len(Code128(number).build()[0]) * MODULE_DOTS * DOT
 
 
 def fit_text(text: str, font: str, size: float, width: float) -> str:
@@ -293,6 +287,8 @@ class _Label:
         y -= 12
         self._text(canvas, centre, y, texts["rma"], REGULAR, 8, width, "centre")
         y -= 6 + BAR_HEIGHT
+        # Nothing else is drawn at the height of the bars, so the quiet zones Code128 needs
+        # (10 modules each side) are the whole width of the frame beside them.
         draw_barcode(canvas, self.number, centre, y, BAR_HEIGHT)
         y -= 24
         self._text(canvas, centre, y, format_rma_number(self.number), BOLD, 24, width, "centre")
