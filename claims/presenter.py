@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from flask import current_app, url_for
@@ -84,15 +85,47 @@ def _readable(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def next_step(claim: Claim, entries: list[dict[str, Any]]) -> str | None:
-    """What happens next, in plain words, from the latest step that has one."""
+# How long each next step is expected to take, as (config key, working days?).
+_NEXT_STEP_DUE = {
+    "needs_review": ("REVIEW_DAYS", True),
+    "approved": ("RMA_SEND_WITHIN_DAYS", False),
+    "rma_issued": ("RMA_SEND_WITHIN_DAYS", False),
+    "label_ready": ("RMA_SEND_WITHIN_DAYS", False),
+    "received": ("INSPECTION_DAYS", True),
+}
+
+
+def next_step(claim: Claim, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What happens next, in plain words, and by when, from the latest step that has one."""
+    config = current_app.config
     with force_locale(claim.language):
         for entry in reversed(entries):
             text = NEXT_STEPS.get(entry["kind"])
-            if text is not None:
-                return str(text) % {"days": current_app.config["REVIEW_DAYS"]} \
-                    if "%(" in str(text) else str(text)
+            if text is None:
+                continue
+            if entry["kind"] == "rejected" and claim.status != "rejected":
+                continue
+            text = str(text)
+            if "%(" in text:
+                text = text % {"days": config["REVIEW_DAYS"]}
+            due = None
+            if entry["kind"] in _NEXT_STEP_DUE:
+                key, working = _NEXT_STEP_DUE[entry["kind"]]
+                due = add_days(entry["occurred_at"].date(), config[key], working_days=working)
+            return {"text": text, "due": due}
     return None
+
+
+def add_days(start: date, days: int, *, working_days: bool) -> date:
+    """``start`` plus calendar days, or plus working days (Monday to Friday)."""
+    if not working_days:
+        return start + timedelta(days=days)
+    current, left = start, days
+    while left > 0:
+        current += timedelta(days=1)
+        if current.weekday() < 5:
+            left -= 1
+    return current
 
 
 def _settings() -> service.ClaimSettings:

@@ -103,6 +103,8 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "DOA_REPLACEMENT_DAYS": _env_int("DOA_REPLACEMENT_DAYS", 30),
         "REPEAT_CLAIMS_REVIEW_THRESHOLD": _env_int("REPEAT_CLAIMS_REVIEW_THRESHOLD", 2),
         "REVIEW_DAYS": _env_int("REVIEW_DAYS", 2),
+        "RMA_SEND_WITHIN_DAYS": _env_int("RMA_SEND_WITHIN_DAYS", 30),
+        "INSPECTION_DAYS": _env_int("INSPECTION_DAYS", 3),
         "RETURN_TO_ADDRESS": tuple(
             line.strip()
             for line in os.environ.get(

@@ -5,16 +5,17 @@ people as ``R7K4M-9QX2V``. The 32-symbol alphabet leaves out 0/O and 1/I, so eve
 reads back one way. The body carries 40 random bits; uniqueness is the database's job.
 
 The check character is the one from ISO/IEC 7064 in spirit and GF(2^5) in arithmetic. The
-brief asked for the ISO/IEC 7064 hybrid system generalised to M=32 (MOD 33,32). That system
-detects every single substitution but misses exactly 1 in 496 adjacent transpositions
-(99.80 %) because 33 = 3 x 11 is not prime, and the misses are the likeliest ones: two
-neighbouring symbols such as ``45`` -> ``54``. ISO/IEC 7064's pure systems (a weighted sum
-modulo a prime) catch them all, but need a prime modulus >= 33, i.e. more check values
-than there are symbols. A weighted sum over the field GF(32) has both: 32 check values and
-a field. It is a Damm-style check (totally anti-symmetric quasigroup x * y = alpha*x + y)
-and detects 100 % of single substitutions, of transpositions at any distance within the
-number, and of twin errors (``AA`` -> ``BB``); ``tests/test_rma_numbers.py`` measures all
-of these exhaustively, the MOD 33,32 figure included.
+obvious choice, the ISO/IEC 7064 hybrid system generalised to M=32 (MOD 33,32), detects
+every single substitution but, like every hybrid system (MOD 11,10 misses 1 in 45),
+misses some adjacent transpositions: exactly 1 in 496 (99.80 % detected), all of them swaps
+of alphabet neighbours such as ``45`` -> ``54``, the kind people make. ISO/IEC 7064's pure
+systems (a weighted sum modulo a prime) catch them all, but need a prime modulus >= 33,
+i.e. more check values than there are symbols. A weighted sum over the field GF(32) has
+both: 32 check values and a field. It is a Damm-style check (totally anti-symmetric
+quasigroup x * y = alpha*x + y) and detects 100 % of single substitutions, of
+transpositions at any distance within the number, and of twin errors (``AA`` -> ``BB``);
+``tests/test_rma_numbers.py`` measures all of these exhaustively, the MOD 33,32 figure
+included.
 """
 
 from __future__ import annotations

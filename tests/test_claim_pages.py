@@ -178,3 +178,24 @@ def test_desk_is_for_support_and_admin_only(client, catalog):
         assert client.get("/staff/claims").status_code == expected
     anonymous = client.application.test_client()
     assert anonymous.get("/staff/claims").status_code == 302
+
+
+def test_tracking_page_shows_the_next_step_with_its_date(client, app, catalog):
+    from datetime import UTC, datetime, timedelta
+
+    body = client.post("/api/v1/claims", json=claim_body()).json
+    html = client.get(body["tracking_url"].replace("http://127.0.0.1:5000", "")).get_data(
+        as_text=True)
+    due = datetime.now(UTC).date() + timedelta(days=app.config["RMA_SEND_WITHIN_DAYS"])
+    assert "Print the return label" in html
+    assert f"Expected by {due.strftime('%B')} {due.day}, {due.year}" in html
+
+
+def test_working_days_skip_weekends():
+    from datetime import date
+
+    from claims.presenter import add_days
+
+    friday = date(2026, 11, 27)
+    assert add_days(friday, 2, working_days=True) == date(2026, 12, 1)
+    assert add_days(friday, 2, working_days=False) == date(2026, 11, 29)

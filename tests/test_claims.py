@@ -316,3 +316,64 @@ def test_concurrent_requests_with_one_idempotency_key_file_once(make_app):
     with app.app_context():
         assert db.session.scalar(select(func.count(Claim.id))) == 1
         assert db.session.scalar(select(func.count(Message.id))) == 1
+
+
+def test_an_rma_number_collision_is_retried_with_a_fresh_number(client, catalog, monkeypatch):
+    import rma.service
+
+    register_purchase("SN3")
+    numbers = iter(["R2345678" + "9", "R2345678" + "9", "R3456789" + "2"])
+    from rma.numbers import check_character
+
+    def fake_number() -> str:
+        body = next(numbers)[:9]
+        return body + check_character(body)
+
+    monkeypatch.setattr(rma.service, "new_rma_number", fake_number)
+    first = client.post("/api/v1/claims", json=claim_body()).json["rma_number"]
+    second = client.post("/api/v1/claims", json=claim_body("SN3")).json["rma_number"]
+    assert first != second and count(Rma) == 2 and count(Claim) == 2
+
+
+@requires_postgres
+def test_two_hundred_concurrent_rma_issues_are_all_distinct(make_app):
+    from claims.models import Claim as ClaimModel
+    from common.actors import Actor
+    from rma.service import issue_rma
+
+    app = make_app()
+    with app.app_context():
+        load_catalog()
+        serials = [f"CONC{i:03d}" for i in range(200)]
+        for serial in serials:
+            db.session.add(ClaimModel(
+                claim_number=f"C{serial}",
+                serial_number=serial, email="x@example.com", fault_category="display",
+                description="d", status="approved", tracking_token_hash=serial.ljust(64, "0")))
+        db.session.commit()
+        claim_ids = [c.id for c in db.session.scalars(select(ClaimModel))]
+    barrier = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def issue(ids: list[int]) -> None:
+        barrier.wait()
+        try:
+            with app.app_context():
+                for claim_id in ids:
+                    issue_rma(claim_id=claim_id, claim_number=str(claim_id), remedy="repair",
+                              actor=Actor.system("test"))
+                    db.session.commit()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=issue, args=(claim_ids[i::20],)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with app.app_context():
+        numbers = db.session.scalars(select(Rma.rma_number)).all()
+        assert len(numbers) == 200 == len(set(numbers))
+        assert all(parse_rma_number(n).outcome == "ok" for n in numbers)
+        assert verify_chain().ok
