@@ -61,7 +61,10 @@ def clean_photo(data: bytes) -> CleanPhoto:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
-                if probe.format != declared:
+                # Phone cameras write multi-picture JPEGs (MPO: a depth map or preview
+                # beside the photo); the first frame is the photo.
+                actual = "JPEG" if probe.format == "MPO" else probe.format
+                if actual != declared:
                     raise PhotoRejected("the file content does not match its image type")
                 width, height = probe.size
                 if width * height > MAX_PIXELS or width < 1 or height < 1:
@@ -73,12 +76,15 @@ def clean_photo(data: bytes) -> CleanPhoto:
                 return _reencode(image, declared)
     except PhotoRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            OSError, SyntaxError, ValueError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PhotoRejected("the image has too many pixels") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PhotoRejected("the image is damaged or not a real photo") from exc
 
 
 def _reencode(image: Image.Image, fmt: str) -> CleanPhoto:
+    # Encoders copy comments and ICC profiles from ``info``: clear it so only pixels remain.
+    image.info.clear()
     out = io.BytesIO()
     if fmt == "JPEG":
         image.convert("RGB").save(out, "JPEG", quality=85, optimize=True)

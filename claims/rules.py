@@ -121,7 +121,11 @@ def decide(
     notes: list[Reason] = []
 
     base_end = add_months(purchase.purchase_date, product.warranty_months)
-    full_end = add_months(base_end, product.extended_warranty_months)
+    # Counted from the purchase, not from base_end: a month-end clamp (Aug 31 -> Feb 29)
+    # must not shorten the extension.
+    full_end = add_months(
+        purchase.purchase_date, product.warranty_months + product.extended_warranty_months
+    )
     if claim.filed_on > full_end:
         rejecting.append(Reason(OUT_OF_WARRANTY, {"ended_on": full_end.isoformat()}))
     elif claim.filed_on > base_end:

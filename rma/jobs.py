@@ -5,7 +5,7 @@ from __future__ import annotations
 from common.actors import Actor
 from common.jobs import job
 from rma.presenter import label_data_for
-from rma.service import prepare_label
+from rma.service import prepare_label, render_label_batch
 
 LABELLER = Actor.system("labels")
 
@@ -21,3 +21,9 @@ def prepare_rma_label(*, outbox_id: int, rma_id: int) -> None:
         rma = db.session.get(Rma, rma_id)
         add_timeline_entry(rma.claim, "label_ready")
         db.session.commit()
+
+
+@job("rma.render_label_batch", timeout=600)
+def render_batch(*, outbox_id: int, batch_id: str) -> None:
+    """Render a staff batch of labels into one PDF."""
+    render_label_batch(batch_id=batch_id, data_for=label_data_for)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from common.extensions import db
@@ -42,3 +42,17 @@ class RmaLabel(db.Model):
     pdf: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class LabelBatch(db.Model):
+    """A staff request to print many labels as one PDF, rendered by a background job."""
+
+    __tablename__ = "label_batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    requested_by: Mapped[str] = mapped_column(String(300), nullable=False)
+    rma_numbers: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    page: Mapped[str] = mapped_column(String(8), nullable=False)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -32,3 +32,13 @@ class LabelBatchSchema(ma.Schema):
         validate=ma.validate.Length(min=1, max=1000),
     )
     page = ma.fields.String(load_default="4x6", validate=ma.validate.OneOf(["4x6", "a4", "letter"]))
+
+
+class LabelBatchStatusSchema(ma.Schema):
+    id = ma.fields.String()
+    count = ma.fields.Integer()
+    page = ma.fields.String()
+    ready = ma.fields.Boolean()
+    created_at = ma.fields.DateTime()
+    completed_at = ma.fields.DateTime(allow_none=True)
+    download_url = ma.fields.String(allow_none=True)

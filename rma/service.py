@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
 
 from audit.service import record_event
 from common.actors import Actor
 from common.extensions import db
+from common.jobs import enqueue_job
 from common.models import utcnow
 from rma.errors import BadRmaNumber, RmaNotFound
 from rma.labels import LabelData, render_label, render_labels
-from rma.models import Rma, RmaLabel
+from rma.models import LabelBatch, Rma, RmaLabel
 from rma.numbers import new_rma_number, parse_rma_number
 
 LABEL_PAGES = ("4x6", "a4", "letter")
@@ -94,12 +96,34 @@ def prepare_label(*, rma_id: int, data_for: Callable[[Rma], LabelData], actor: A
     return True
 
 
-def batch_labels(
-    rmas: Sequence[Rma], data_for: Callable[[Rma], LabelData], *, page: str = "4x6"
-) -> bytes:
-    """Many labels in one PDF for staff to print."""
-    return render_labels([data_for(rma) for rma in rmas], page=page)
+def request_label_batch(*, rma_numbers: Sequence[str], page: str, actor: Actor) -> LabelBatch:
+    """Check every number, then record the batch and its rendering job (one transaction)."""
+    canonical = [get_rma(number).rma_number for number in rma_numbers]
+    batch = LabelBatch(id=str(uuid.uuid4()), requested_by=str(actor), rma_numbers=canonical,
+                       page=page)
+    db.session.add(batch)
+    enqueue_job("rma.render_label_batch", batch_id=batch.id)
+    record_event(entity_type="label_batch", entity_id=batch.id, action="labels.batch_requested",
+                 actor=actor, data={"count": len(canonical), "page": page})
+    db.session.commit()
+    return batch
 
 
-def label_texts(translate: Callable[[str], str], keys: Mapping[str, str]) -> dict[str, str]:
-    return {key: translate(value) for key, value in keys.items()}
+def render_label_batch(*, batch_id: str, data_for: Callable[[Rma], LabelData]) -> None:
+    """Render a batch's PDF once (idempotent)."""
+    batch = db.session.get(LabelBatch, batch_id)
+    if batch is None or batch.pdf is not None:
+        return
+    rmas = db.session.scalars(select(Rma).where(Rma.rma_number.in_(batch.rma_numbers))).all()
+    by_number = {rma.rma_number: rma for rma in rmas}
+    batch.pdf = render_labels([data_for(by_number[n]) for n in batch.rma_numbers],
+                              page=batch.page)
+    batch.completed_at = utcnow()
+    db.session.commit()
+
+
+def get_label_batch(batch_id: str) -> LabelBatch:
+    batch = db.session.get(LabelBatch, batch_id)
+    if batch is None:
+        raise RmaNotFound(f"no label batch {batch_id}")
+    return batch

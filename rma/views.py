@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, url_for
+from flask_login import current_user
 from flask_smorest import Blueprint
 
 from auth.access import roles_required
 from auth.roles import ADMIN, FINANCE, SUPPORT, WAREHOUSE
+from common.errors import Conflict
 from rma import service
 from rma.numbers import format_rma_number
 from rma.presenter import label_data_for
-from rma.schemas import LabelBatchSchema, LabelQuerySchema, RmaSchema
+from rma.schemas import LabelBatchSchema, LabelBatchStatusSchema, LabelQuerySchema, RmaSchema
 
 api_bp = Blueprint("rmas", __name__, url_prefix="/api/v1/rmas", description="RMAs and labels")
 
@@ -57,11 +59,41 @@ def get_label(query: dict[str, Any], rma_number: str) -> Response:
     return pdf_response(pdf, f"{rma.rma_number}-{query['page']}.pdf")
 
 
-@api_bp.route("/labels", methods=["POST"])
+@api_bp.route("/label-batches", methods=["POST"])
 @roles_required(ADMIN, SUPPORT, WAREHOUSE)
 @api_bp.arguments(LabelBatchSchema)
+@api_bp.response(202, LabelBatchStatusSchema)
+def request_batch(data: dict[str, Any]) -> Any:
+    """Print many labels (up to 1,000) as one PDF; rendered by a background job."""
+    batch = service.request_label_batch(rma_numbers=data["rma_numbers"], page=data["page"],
+                                        actor=current_user.actor)
+    return _batch_status(batch)
+
+
+@api_bp.route("/label-batches/<string:batch_id>")
+@roles_required(ADMIN, SUPPORT, WAREHOUSE)
+@api_bp.response(200, LabelBatchStatusSchema)
+def batch_status(batch_id: str) -> Any:
+    """Whether a batch is ready, and where to download it."""
+    return _batch_status(service.get_label_batch(batch_id))
+
+
+@api_bp.route("/label-batches/<string:batch_id>/labels.pdf")
+@roles_required(ADMIN, SUPPORT, WAREHOUSE)
 @api_bp.doc(responses={"200": {"description": "All the labels in one PDF", **PDF_RESPONSE}})
-def batch_labels(data: dict[str, Any]) -> Response:
-    """Many labels in one PDF for printing (up to 1,000)."""
-    rmas = [service.get_rma(number) for number in data["rma_numbers"]]
-    return pdf_response(service.batch_labels(rmas, label_data_for, page=data["page"]), "labels.pdf")
+@api_bp.alt_response(409, description="Not rendered yet")
+def batch_pdf(batch_id: str) -> Response:
+    """The batch's PDF once rendered (409 while the job is still running)."""
+    batch = service.get_label_batch(batch_id)
+    if batch.pdf is None:
+        raise Conflict("the batch is still being rendered; try again shortly")
+    return pdf_response(batch.pdf, f"labels-{batch.id}.pdf")
+
+
+def _batch_status(batch: Any) -> dict[str, Any]:
+    ready = batch.pdf is not None
+    return {
+        "id": batch.id, "count": len(batch.rma_numbers), "page": batch.page, "ready": ready,
+        "created_at": batch.created_at, "completed_at": batch.completed_at,
+        "download_url": url_for("rmas.batch_pdf", batch_id=batch.id) if ready else None,
+    }

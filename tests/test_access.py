@@ -41,7 +41,9 @@ ENDPOINTS = [
     ("POST", "/api/v1/claims/C23456789/notes", {"admin", "support"}),
     ("GET", "/api/v1/rmas/R23456789A", STAFF),
     ("GET", "/api/v1/rmas/R23456789A/label.pdf", {"admin", "support", "warehouse"}),
-    ("POST", "/api/v1/rmas/labels", {"admin", "support", "warehouse"}),
+    ("POST", "/api/v1/rmas/label-batches", {"admin", "support", "warehouse"}),
+    ("GET", "/api/v1/rmas/label-batches/nope", {"admin", "support", "warehouse"}),
+    ("GET", "/api/v1/rmas/label-batches/nope/labels.pdf", {"admin", "support", "warehouse"}),
 ]
 
 

@@ -338,12 +338,6 @@ def test_reasons_carry_the_dates_and_values_they_refer_to():
     assert doa.reasons[-1].as_dict() == {"code": DOA_REPLACEMENT, "params": {"doa_days": 14}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: extended end is add_months(base_end, ext), so a clamped base end "
-    "(Aug 31 + 6 = Feb 29) shortens the extension; should be "
-    "add_months(purchase_date, warranty_months + extended_warranty_months)",
-)
 def test_extended_warranty_is_counted_from_the_purchase_date_not_a_clamped_base_end():
     decision = run(
         purchase={"purchase_date": date(2023, 8, 31)},

@@ -246,20 +246,31 @@ def test_label_pdf_for_staff_and_bad_check_character(client, catalog):
     assert pdf.headers["Content-Type"] == "application/pdf"
     a4 = client.get(f"/api/v1/rmas/{rma_number}/label.pdf?page=a4", headers=token)
     assert a4.status_code == 200 and a4.data != pdf.data
-    wrong = rma_number[:-1] + ("2" if rma_number[-1] != "2" else "3")
+    wrong = _mistyped(rma_number)
     bad = client.get(f"/api/v1/rmas/{wrong}", headers=token)
     assert bad.status_code == 422 and bad.json["outcome"] == "bad_check_character"
     assert client.get("/api/v1/rmas/R22222222A", headers=token).status_code in (404, 422)
 
 
-def test_batch_labels_in_one_pdf(client, catalog):
+def _mistyped(number: str) -> str:
+    return number[:-1] + ("2" if number[-1] != "2" else "3")
+
+
+def test_batch_labels_are_rendered_by_a_job_into_one_pdf(client, catalog):
     numbers = [client.post("/api/v1/claims", json=claim_body()).json["rma_number"]]
     register_purchase("SN3")
     numbers.append(client.post("/api/v1/claims", json=claim_body("SN3")).json["rma_number"])
-    response = client.post("/api/v1/rmas/labels", headers=bearer(staff_token("support")),
-                           json={"rma_numbers": numbers, "page": "a4"})
-    assert response.status_code == 200 and response.data.count(b"/Type /Page\n") + \
-        response.data.count(b"/Type /Page ") >= 2
+    token = bearer(staff_token("support"))
+    requested = client.post("/api/v1/rmas/label-batches", headers=token,
+                            json={"rma_numbers": numbers, "page": "a4"})
+    assert requested.status_code == 202
+    status = client.get(f"/api/v1/rmas/label-batches/{requested.json['id']}", headers=token).json
+    assert status["ready"] and status["count"] == 2  # inline job ran after the commit
+    pdf = client.get(status["download_url"], headers=token)
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    bad = client.post("/api/v1/rmas/label-batches", headers=token,
+                      json={"rma_numbers": [numbers[0], _mistyped(numbers[1])]})
+    assert bad.status_code == 422
 
 
 @requires_postgres

@@ -177,14 +177,8 @@ def test_applies_the_exif_orientation_before_dropping_it(fmt):
 METADATA = [
     pytest.param("JPEG", {"icc_profile": SECRET}, id="jpeg-icc-profile"),
     pytest.param("WEBP", {"icc_profile": SECRET}, id="webp-icc-profile"),
-    pytest.param(
-        "PNG", {"icc_profile": SECRET}, id="png-icc-profile",
-        marks=pytest.mark.xfail(strict=True, reason="bug: PNG save copies im.info icc_profile"),
-    ),
-    pytest.param(
-        "JPEG", {"comment": SECRET}, id="jpeg-comment",
-        marks=pytest.mark.xfail(strict=True, reason="bug: JPEG save copies im.info comment"),
-    ),
+    pytest.param("PNG", {"icc_profile": SECRET}, id="png-icc-profile"),
+    pytest.param("JPEG", {"comment": SECRET}, id="jpeg-comment"),
     pytest.param("JPEG", {"xmp": SECRET}, id="jpeg-xmp"),
     pytest.param("WEBP", {"xmp": SECRET}, id="webp-xmp"),
 ]
@@ -368,11 +362,6 @@ def test_pixel_limit_is_inclusive(monkeypatch: pytest.MonkeyPatch):
         clean_photo(encode("PNG", size=(20, 11)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: phone JPEGs with extra frames open as Pillow format 'MPO' and are refused "
-    "as a type mismatch",
-)
 def test_accepts_a_multi_picture_jpeg_from_a_phone():
     out = io.BytesIO()
     first, depth_map = Image.new("RGB", (20, 10), "red"), Image.new("RGB", (20, 10), "grey")

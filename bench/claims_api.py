@@ -1,0 +1,540 @@
+"""Claims filed per second through the real API beside a bare one-row-insert endpoint.
+
+``python -m bench.claims_api [--seconds 10] [--database sqlite|postgresql] [--concurrency 8]``
+
+Both servers run the same way: gunicorn, 2 sync workers, bound to 127.0.0.1 on a free port,
+started here as subprocesses and stopped at the end whatever happens. Load comes from a thread
+pool in this process (one ``http.client`` connection per thread, re-opened whenever the server
+closes it: gunicorn's sync workers close after every response) for ``--warmup`` seconds, not
+counted, then ``--seconds`` measured. The target is claim filing at >= 50% of the bare insert.
+
+Claim filing (``POST /api/v1/claims``): the database is migrated and loaded through the real
+``flask --app app demo`` import; every request files a claim for a different registered serial
+with its correct email and a fault the product does not exclude, so every claim is approved:
+validation, decision, RMA, timeline, audit events, a label job and an email job. ``REDIS_URL``
+points at a Redis database flushed before and after, so jobs are enqueued on rq (outbox row,
+then the enqueue after commit) as in production; no worker runs.
+
+The bare endpoint (``bench.bare_insert_app``): Flask + Flask-SQLAlchemy, one JSON POST, one
+INSERT, 201. SQLite: a fresh WAL file of its own; PostgreSQL: its own table in the same database.
+
+Databases: ``sqlite`` uses fresh files in a temporary folder; ``postgresql`` creates the database
+``aftercare_bench`` on ``--pg-server`` (dropping any previous one of that name) and drops it at the
+end. After the runs the claims, RMAs, outbox rows and rq jobs are counted against the 201s.
+
+``--profile N`` then files N more claims in-process through the Flask test client (same database,
+same Redis, same code path less gunicorn and HTTP) under cProfile and prints the hotspots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import http.client
+import io
+import json
+import os
+import pstats
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 0.5
+PG_DATABASE = "aftercare_bench"
+FAULT = "battery"  # no demo product excludes it
+DESCRIPTION = "The battery drains from full to empty within an hour of light use."
+CLAIMS_PATH = "/api/v1/claims"
+BARE_PATH = "/insert"
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+GUNICORN_WORKERS = 2
+
+
+# --- request bodies ------------------------------------------------------------------------------
+
+
+class Feed:
+    """Hands each request its own body; ``None`` once a finite supply runs out."""
+
+    def __init__(self, bodies: list[bytes] | None = None, make: Any = None) -> None:
+        self._bodies, self._make = bodies, make
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bytes | None:
+        with self._lock:
+            index = self._next
+            self._next += 1
+        if self._bodies is None:
+            return self._make(index)
+        return self._bodies[index] if index < len(self._bodies) else None
+
+    def remaining(self) -> list[bytes]:
+        with self._lock:
+            return [] if self._bodies is None else self._bodies[self._next :]
+
+
+def bare_body(index: int) -> bytes:
+    return json.dumps(
+        {"name": f"Customer {index}", "email": f"customer{index}@example.com",
+         "note": DESCRIPTION}
+    ).encode()
+
+
+def approved_claim_bodies(app: Flask) -> list[bytes]:
+    """One body per registered purchase the rules approve today for a battery fault."""
+    from sqlalchemy import select
+
+    from catalog.models import Product, Purchase
+    from claims import rules
+    from claims.service import _product_terms  # the app's own mapping of product terms
+    from claims.settings import claim_settings
+    from common.extensions import db
+
+    today = datetime.now(UTC).date()
+    bodies: list[bytes] = []
+    with app.app_context():
+        settings = claim_settings(app.config)
+        terms = {p.sku: _product_terms(p, settings) for p in db.session.scalars(select(Product))}
+        seen: set[str] = set()
+        rows = db.session.execute(
+            select(Purchase.serial_number, Purchase.sku, Purchase.purchase_date,
+                   Purchase.customer_email).order_by(Purchase.id)
+        )
+        for serial, sku, bought, email in rows:
+            if serial in seen or sku not in terms:
+                continue
+            seen.add(serial)
+            decision = rules.decide(
+                rules.ClaimFacts(serial, email, FAULT, today),
+                rules.PurchaseFacts(serial, sku, bought, email),
+                terms[sku],
+            )
+            if decision.status == rules.APPROVED:
+                bodies.append(json.dumps({"serial_number": serial, "email": email,
+                                          "fault_category": FAULT,
+                                          "description": DESCRIPTION}).encode())
+        db.session.remove()
+    return bodies
+
+
+# --- load generator ------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    name: str
+    seconds: float
+    latencies: list[float] = field(default_factory=list)  # measured successes, seconds
+    requests: int = 0  # completed inside the measured window
+    errors: int = 0
+    statuses: Counter = field(default_factory=Counter)  # every response, warm-up included
+    exceptions: Counter = field(default_factory=Counter)
+    exhausted: bool = False
+
+    @property
+    def rate(self) -> float:
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+        return ordered[index] * 1000
+
+
+def run_load(name: str, port: int, path: str, feed: Feed, *, concurrency: int, warmup: float,
+             seconds: float, expect: int = 201) -> RunResult:
+    """``concurrency`` threads POST bodies from ``feed``: ``warmup`` s, then ``seconds`` counted."""
+    result = RunResult(name, seconds)
+    lock = threading.Lock()
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        latencies: list[float] = []
+        statuses: Counter = Counter()
+        exceptions: Counter = Counter()
+        requests = errors = 0
+        exhausted = False
+        try:
+            while time.perf_counter() < stop_at:
+                body = feed.take()
+                if body is None:
+                    exhausted = True
+                    break
+                sent = time.perf_counter()
+                status: int | None = None
+                try:
+                    conn.request("POST", path, body=body, headers=HEADERS)
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                    statuses[status] += 1
+                except (OSError, http.client.HTTPException) as exc:
+                    exceptions[type(exc).__name__] += 1
+                    conn.close()
+                done = time.perf_counter()
+                if measure_from <= done <= stop_at:
+                    requests += 1
+                    if status == expect:
+                        latencies.append(done - sent)
+                    else:
+                        errors += 1
+        finally:
+            conn.close()
+            with lock:
+                result.latencies.extend(latencies)
+                result.statuses.update(statuses)
+                result.exceptions.update(exceptions)
+                result.requests += requests
+                result.errors += errors
+                result.exhausted |= exhausted
+
+    threads = [threading.Thread(target=worker, name=f"load-{n}", daemon=True)
+               for n in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=warmup + seconds + 60)
+    return result
+
+
+# --- servers -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(app_spec: str, env: dict[str, str], log_path: Path) -> Iterator[int]:
+    """A gunicorn master with 2 sync workers on a free loopback port, stopped on exit."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "-w", str(GUNICORN_WORKERS), "-k", "sync",
+        "-b", f"127.0.0.1:{port}", "--timeout", "60", "--graceful-timeout", "5",
+        "--log-level", "warning", "--error-logfile", str(log_path), app_spec,
+    ]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_until_ready(proc, port, log_path)
+        yield port
+    finally:
+        stop(proc)
+
+
+def wait_until_ready(proc: subprocess.Popen, port: int, log_path: Path,
+                     timeout: float = 60.0) -> None:
+    """Both workers answer ``/healthz`` (a few successes in a row, spread over the workers)."""
+    deadline = time.monotonic() + timeout
+    successes = 0
+    while successes < 2 * GUNICORN_WORKERS:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}:\n{tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn not ready after {timeout:.0f} s:\n{tail(log_path)}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            response.read()
+            successes = successes + 1 if response.status == 200 else 0
+        except (OSError, http.client.HTTPException):
+            successes = 0
+            time.sleep(0.2)
+        finally:
+            conn.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, SIGKILL if it has not gone within 15 s."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    kind: str
+    app_url: str
+    bare_url: str
+    workdir: Path
+
+
+def psql(server: str, sql: str) -> None:
+    subprocess.run(["psql", server.rstrip("/") + "/postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+                   check=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@contextmanager
+def database(kind: str, pg_server: str) -> Iterator[Setup]:
+    with tempfile.TemporaryDirectory(prefix="aftercare-bench-") as tmp:
+        workdir = Path(tmp)
+        if kind == "sqlite":
+            yield Setup(kind, f"sqlite:///{workdir / 'bench.sqlite3'}",
+                        f"sqlite:///{workdir / 'bare.sqlite3'}", workdir)
+            return
+        url = f"{pg_server.rstrip('/')}/{PG_DATABASE}"
+        psql(pg_server, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        psql(pg_server, f"CREATE DATABASE {PG_DATABASE}")
+        try:
+            yield Setup(kind, url, url, workdir)
+        finally:
+            psql(pg_server, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+
+
+def server_env(setup: Setup, redis_url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("AFTERCARE_ENV", "FLASK_APP", "FLASK_DEBUG")}
+    env.update(
+        DATABASE_URL=setup.app_url,
+        REDIS_URL=redis_url,
+        RATELIMIT_ENABLED="false",
+        SECRET_KEY=secrets.token_hex(32),
+        UPLOAD_DIR=str(setup.workdir / "uploads"),
+        MAIL_FILE_DIR=str(setup.workdir / "mail"),
+        RQ_DEFAULT_QUEUE="aftercare",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def flask_cli(env: dict[str, str], *args: str) -> None:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT,
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"flask {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    print(f"  flask --app app {' '.join(args)}: {time.perf_counter() - started:.1f} s",
+          flush=True)
+
+
+def local_app(setup: Setup, redis_url: str | None) -> Flask:
+    """The real app in this process: to read back purchases, count rows and profile."""
+    from app import create_app
+    from common.config import normalize_database_url
+
+    return create_app({
+        "AFTERCARE_ENV": "development",
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(setup.app_url),
+        "SECRET_KEY": secrets.token_hex(32),
+        "REDIS_URL": redis_url,
+        "RATELIMIT_ENABLED": False,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "RQ_DEFAULT_QUEUE": "aftercare",
+        "UPLOAD_DIR": str(setup.workdir / "uploads"),
+        "MAIL_FILE_DIR": str(setup.workdir / "mail"),
+    })
+
+
+def flush_redis(redis_url: str) -> None:
+    from redis import Redis
+
+    conn = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        conn.flushdb()
+    finally:
+        conn.close()
+
+
+def rq_jobs_queued(redis_url: str) -> int:
+    from redis import Redis
+    from rq import Queue
+
+    conn = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        return sum(queue.count for queue in Queue.all(connection=conn))
+    finally:
+        conn.close()
+
+
+# --- checks and report ---------------------------------------------------------------------------
+
+
+def verify(app: Flask, created: int, bare_created: int, bare_rows: int,
+           redis_url: str) -> bool:
+    """Every 201 is one approved claim with one RMA and two jobs enqueued; nothing else."""
+    from sqlalchemy import func, select
+
+    from audit.models import AuditEvent
+    from claims.models import Claim
+    from common.extensions import db
+    from common.jobs import OutboxJob
+    from rma.models import Rma
+
+    with app.app_context():
+        count = db.session.scalar
+        claims = count(select(func.count(Claim.id)))
+        approved = count(select(func.count(Claim.id)).where(Claim.status == "approved"))
+        serials = count(select(func.count(func.distinct(Claim.serial_number))))
+        rmas = count(select(func.count(Rma.id)))
+        jobs = count(select(func.count(OutboxJob.id)))
+        dispatched = count(select(func.count(OutboxJob.id))
+                           .where(OutboxJob.dispatched_at.is_not(None)))
+        events = count(select(func.count(AuditEvent.id)).where(
+            AuditEvent.action.in_(("claim.filed", "rma.issued", "message.queued"))))
+        db.session.remove()
+    queued = rq_jobs_queued(redis_url)
+    claims_ok = claims == rmas == approved == serials == created and events == 3 * created
+    jobs_ok = jobs == dispatched == queued == 2 * created
+    bare_ok = bare_rows == bare_created
+    print(f"claims:  201 responses {created} (warm-up included); rows: claims {claims} "
+          f"(approved {approved}, distinct serials {serials}), rmas {rmas}, audit events "
+          f"{events} (claim.filed + rma.issued + message.queued) -> "
+          f"{'OK' if claims_ok else 'MISMATCH'}")
+    print(f"jobs:    outbox rows {jobs}, dispatched {dispatched}, rq jobs queued {queued} "
+          f"(expected {2 * created}: label + email per claim) -> "
+          f"{'OK' if jobs_ok else 'MISMATCH'}")
+    print(f"bare:    201 responses {bare_created}; rows {bare_rows} -> "
+          f"{'OK' if bare_ok else 'MISMATCH'}")
+    return claims_ok and jobs_ok and bare_ok
+
+
+def print_table(results: list[RunResult]) -> None:
+    print(f"{'server':<14}{'requests':>10}{'errors':>8}{'req/s':>10}"
+          f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    for r in results:
+        print(f"{r.name:<14}{r.requests:>10}{r.errors:>8}{r.rate:>10.1f}"
+              f"{r.percentile(0.50):>9.1f}{r.percentile(0.95):>9.1f}{r.percentile(0.99):>9.1f}")
+    for r in results:
+        others = {code: n for code, n in r.statuses.items() if code != 201}
+        if others or r.exceptions:
+            print(f"  {r.name}: non-201 statuses {others}, exceptions {dict(r.exceptions)}")
+        if r.exhausted:
+            print(f"  {r.name}: ran out of request bodies before the time was up "
+                  "(raise --purchases)")
+
+
+def profile_claims(app: Flask, bodies: list[bytes], top: int) -> None:
+    """File ``len(bodies)`` claims through the test client under cProfile; print hotspots."""
+    client = app.test_client()
+    for body in bodies[:20]:  # first-request imports and caches stay out of the profile
+        client.post(CLAIMS_PATH, data=body, headers=HEADERS)
+    bodies = bodies[20:]
+    profiler = cProfile.Profile()
+    statuses: Counter = Counter()
+    started = time.perf_counter()
+    profiler.enable()
+    for body in bodies:
+        statuses[client.post(CLAIMS_PATH, data=body, headers=HEADERS).status_code] += 1
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    print(f"\nprofile: {len(bodies)} claims in-process (test client, one thread) in "
+          f"{elapsed:.2f} s = {len(bodies) / elapsed:.1f}/s ({1000 * elapsed / len(bodies):.2f} "
+          f"ms each, profiler overhead included); statuses {dict(statuses)}")
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)
+        stats.print_stats(top)
+        print(f"\n--- top {top} by {order} ---")
+        print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per server")
+    parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds first")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    parser.add_argument("--purchases", type=int, default=20_000,
+                        help="demo purchases to load (only approvable ones are claimed)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13",
+                        help="a Redis database this run may flush")
+    parser.add_argument("--pg-server", default="postgresql://postgres@127.0.0.1:5432",
+                        help="PostgreSQL server URL without a database name")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="afterwards, profile N claims in-process and print hotspots")
+    parser.add_argument("--profile-top", type=int, default=30)
+    args = parser.parse_args(argv)
+
+    ok = True
+    with database(args.database, args.pg_server) as setup:
+        env = server_env(setup, args.redis_url)
+        label = "SQLite (WAL)" if setup.kind == "sqlite" else "PostgreSQL"
+        print(f"claims API vs bare insert: {label}, gunicorn -w {GUNICORN_WORKERS} -k sync, "
+              f"{args.concurrency} client threads, {args.seconds:g} s each after "
+              f"{args.warmup:g} s warm-up", flush=True)
+        flush_redis(args.redis_url)
+        try:
+            flask_cli(env, "db", "upgrade")
+            flask_cli(env, "demo", "--purchases", str(args.purchases))
+            app = local_app(setup, args.redis_url)
+            bodies = approved_claim_bodies(app)
+            print(f"  {len(bodies)} of {args.purchases} purchases approvable today", flush=True)
+            from bench.bare_insert_app import count_rows, init_db
+
+            init_db(setup.bare_url)
+
+            claims_feed = Feed(bodies)
+            with gunicorn("app:create_app()", env, setup.workdir / "claims-gunicorn.log") as port:
+                claims = run_load("claim filing", port, CLAIMS_PATH, claims_feed,
+                                  concurrency=args.concurrency, warmup=args.warmup,
+                                  seconds=args.seconds)
+            bare_env = dict(env, DATABASE_URL=setup.bare_url)
+            with gunicorn("bench.bare_insert_app:create_app()", bare_env,
+                          setup.workdir / "bare-gunicorn.log") as port:
+                bare = run_load("bare insert", port, BARE_PATH, Feed(make=bare_body),
+                                concurrency=args.concurrency, warmup=args.warmup,
+                                seconds=args.seconds)
+            print()
+            print_table([claims, bare])
+            ratio = claims.rate / bare.rate if bare.rate else 0.0
+            met = "MET" if ratio >= TARGET_RATIO else "NOT MET"
+            print(f"ratio claims/bare: {ratio:.2f} (target >= {TARGET_RATIO:.2f}: {met})\n")
+            ok = verify(app, claims.statuses[201], bare.statuses[201],
+                        count_rows(setup.bare_url), args.redis_url)
+            if args.profile:
+                profile_claims(app, claims_feed.remaining()[: args.profile + 20],
+                               args.profile_top)
+            with app.app_context():
+                from common.extensions import db
+
+                db.engine.dispose()
+        finally:
+            flush_redis(args.redis_url)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
