@@ -446,7 +446,7 @@ def print_table(results: list[RunResult]) -> None:
                   "(raise --purchases)")
 
 
-def profile_claims(app: Flask, bodies: list[bytes], top: int) -> None:
+def profile_claims(app: Flask, bodies: list[bytes], top: int, dump: str | None) -> None:
     """File ``len(bodies)`` claims through the test client under cProfile; print hotspots."""
     client = app.test_client()
     for body in bodies[:20]:  # first-request imports and caches stay out of the profile
@@ -468,7 +468,12 @@ def profile_claims(app: Flask, bodies: list[bytes], top: int) -> None:
         stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)
         stats.print_stats(top)
         print(f"\n--- top {top} by {order} ---")
-        print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+        lines = out.getvalue().splitlines()
+        start = next((n for n, line in enumerate(lines) if "ncalls" in line), 0)
+        print("\n".join(line for line in lines[start:] if line.strip()))
+    if dump:
+        profiler.dump_stats(dump)
+        print(f"\nprofile saved to {dump} (python -m pstats {dump})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -485,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="PostgreSQL server URL without a database name")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="afterwards, profile N claims in-process and print hotspots")
-    parser.add_argument("--profile-top", type=int, default=30)
+    parser.add_argument("--profile-top", type=int, default=30, help="hotspots to print")
+    parser.add_argument("--profile-out", metavar="PATH", help="also save the cProfile stats")
     args = parser.parse_args(argv)
 
     ok = True
@@ -526,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                         count_rows(setup.bare_url), args.redis_url)
             if args.profile:
                 profile_claims(app, claims_feed.remaining()[: args.profile + 20],
-                               args.profile_top)
+                               args.profile_top, args.profile_out)
             with app.app_context():
                 from common.extensions import db
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from auth import service as auth_service
 from auth.roles import PARTNER, STAFF_ROLES
 from catalog.importing import run_import
-from catalog.models import Product
+from catalog.models import Product, Purchase
 from common.actors import Actor
 from common.extensions import db
 from demo import data
@@ -69,3 +69,35 @@ def demo_command(if_empty: bool, purchases: int, seed: int) -> None:
                 hash_profile=profile,
             )
         click.echo(f"  {role:<10} {email:<38} password: {demo_password(role)}")
+    _demo_claims(claims_to_file=12)
+
+
+def _demo_claims(*, claims_to_file: int) -> None:
+    """A few claims in every state, filed through the real use case."""
+    from claims.models import Claim
+    from claims.service import ClaimInput, file_claim
+    from claims.settings import claim_settings
+    from common.i18n import LANGUAGES
+
+    if db.session.scalar(select(func.count(Claim.id))):
+        return
+    purchases = db.session.scalars(
+        select(Purchase).order_by(Purchase.purchase_date.desc()).limit(claims_to_file)).all()
+    settings = claim_settings(current_app.config)
+    faults = ["display", "battery", "no_power", "audio", "water_damage", "charging"]
+    for index, purchase in enumerate(purchases):
+        file_claim(
+            ClaimInput(
+                serial_number=purchase.serial_number, email=purchase.customer_email,
+                fault_category=faults[index % len(faults)],
+                description="Demo claim: the unit stopped working after a software update.",
+                requested_remedy="refund" if index % 4 == 3 else "repair",
+                language=LANGUAGES[index % len(LANGUAGES)],
+                customer_name=purchase.customer_name,
+                return_address={"name": purchase.customer_name, "line1": "Demo street 1",
+                                "postal_code": "11122", "city": "Stockholm",
+                                "country": purchase.country},
+            ),
+            actor=Actor.customer(purchase.customer_email), settings=settings, source="web",
+        )
+    click.echo(f"demo: {len(purchases)} claims filed (see /staff/claims as support)")

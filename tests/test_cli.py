@@ -71,6 +71,10 @@ def test_demo_loads_once_and_prints_logins(app, runner):
     assert db.session.scalar(select(func.count(Purchase.id))) == 200
     assert db.session.scalar(select(func.count(Partner.id))) == 5
     assert db.session.scalar(select(func.count(User.id))) == 5
+    from claims.models import Claim
+
+    statuses = set(db.session.scalars(select(Claim.status)))
+    assert {"approved", "needs_review", "rejected"} <= statuses
     again = runner.invoke(args=["demo", "--if-empty"])
     assert "nothing loaded" in again.output
     assert db.session.scalar(select(func.count(Product.id))) == 5
