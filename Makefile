@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench worker relay clean
+.PHONY: run test lint bench worker relay clean i18n i18n-compile
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ lint: $(STAMP)
 ## make bench: benchmarks that print figures (not part of CI)
 bench: $(STAMP)
 	$(BIN)/python -m bench.import_purchases
+	$(BIN)/python -m bench.labels
+	$(BIN)/python -m bench.claims_api --database sqlite
+
+## make i18n: re-extract marked strings into every catalog (then translate the empty ones)
+i18n: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations
+
+## make i18n-compile: build the committed .mo files after editing the .po files
+i18n-compile: $(STAMP)
+	$(BIN)/pybabel compile -d translations --statistics
 
 ## Production-style processes (need REDIS_URL)
 worker: $(STAMP)

@@ -92,6 +92,9 @@ def new_claim() -> Any:
             )
         except DomainError as error:
             for field, messages in error.errors.items():
+                if field == "photos":
+                    messages = [_("Photos must be JPEG, PNG or WebP, at most 5 MB each and "
+                                  "at most 5 in all."), *messages]
                 target = getattr(form, field, None)
                 if target is not None:
                     target.errors = list(target.errors) + messages

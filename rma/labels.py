@@ -319,7 +319,7 @@ class _Label:
             (texts["issued_on"], data.issued_on.isoformat()),
             (texts["from"], data.sender_name),
         )
-        column = width * 0.34
+        column = width * 0.36
         for caption, value in rows:
             y -= 17
             self._text(canvas, x, y, caption, BOLD, 9, column - 6)
