@@ -59,6 +59,7 @@ def _import_models() -> None:
     import catalog.models  # noqa: F401
     import claims.models  # noqa: F401
     import common.jobs  # noqa: F401
+    import inventory.models  # noqa: F401
     import messaging.models  # noqa: F401
     import partners.models  # noqa: F401
     import rma.models  # noqa: F401
@@ -78,13 +79,17 @@ def register_blueprints(app: Flask) -> None:
     from claims.pages import bp as claims_pages
     from claims.views import api_bp as claims_api
     from common.views import bp as core_pages
+    from inventory.pages import bp as warehouse_pages
+    from inventory.views import api_bp as warehouse_api
     from partners.views import api_bp as partners_api
     from rma.views import api_bp as rmas_api
 
     app.register_blueprint(core_pages)
     app.register_blueprint(auth_pages)
     app.register_blueprint(claims_pages)
-    api_blueprints = (identity_api, partners_api, catalog_api, audit_api, claims_api, rmas_api)
+    app.register_blueprint(warehouse_pages)
+    api_blueprints = (identity_api, partners_api, catalog_api, audit_api, claims_api, rmas_api,
+                      warehouse_api)
     for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
         # The API authenticates with bearer tokens only (cookies are ignored): no CSRF there.

@@ -63,8 +63,11 @@ def create_app(database_url: str | None = None) -> Flask:
         data = request.get_json(silent=True)
         if not isinstance(data, dict) or not data.get("name") or not data.get("email"):
             return jsonify(error="name and email are required"), 422
-        row = BareInsert(name=str(data["name"]), email=str(data["email"]),
-                         note=str(data.get("note") or "") or None)
+        row = BareInsert(
+            name=str(data["name"]),
+            email=str(data["email"]),
+            note=str(data.get("note") or "") or None,
+        )
         db.session.add(row)
         db.session.flush()
         row_id = row.id  # read before commit: no reload after it

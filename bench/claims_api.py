@@ -90,8 +90,7 @@ class Feed:
 
 def bare_body(index: int) -> bytes:
     return json.dumps(
-        {"name": f"Customer {index}", "email": f"customer{index}@example.com",
-         "note": DESCRIPTION}
+        {"name": f"Customer {index}", "email": f"customer{index}@example.com", "note": DESCRIPTION}
     ).encode()
 
 
@@ -112,8 +111,12 @@ def approved_claim_bodies(app: Flask) -> list[bytes]:
         terms = {p.sku: _product_terms(p, settings) for p in db.session.scalars(select(Product))}
         seen: set[str] = set()
         rows = db.session.execute(
-            select(Purchase.serial_number, Purchase.sku, Purchase.purchase_date,
-                   Purchase.customer_email).order_by(Purchase.id)
+            select(
+                Purchase.serial_number,
+                Purchase.sku,
+                Purchase.purchase_date,
+                Purchase.customer_email,
+            ).order_by(Purchase.id)
         )
         for serial, sku, bought, email in rows:
             if serial in seen or sku not in terms:
@@ -125,9 +128,16 @@ def approved_claim_bodies(app: Flask) -> list[bytes]:
                 terms[sku],
             )
             if decision.status == rules.APPROVED:
-                bodies.append(json.dumps({"serial_number": serial, "email": email,
-                                          "fault_category": FAULT,
-                                          "description": DESCRIPTION}).encode())
+                bodies.append(
+                    json.dumps(
+                        {
+                            "serial_number": serial,
+                            "email": email,
+                            "fault_category": FAULT,
+                            "description": DESCRIPTION,
+                        }
+                    ).encode()
+                )
         db.session.remove()
     return bodies
 
@@ -158,8 +168,17 @@ class RunResult:
         return ordered[index] * 1000
 
 
-def run_load(name: str, port: int, path: str, feed: Feed, *, concurrency: int, warmup: float,
-             seconds: float, expect: int = 201) -> RunResult:
+def run_load(
+    name: str,
+    port: int,
+    path: str,
+    feed: Feed,
+    *,
+    concurrency: int,
+    warmup: float,
+    seconds: float,
+    expect: int = 201,
+) -> RunResult:
     """``concurrency`` threads POST bodies from ``feed``: ``warmup`` s, then ``seconds`` counted."""
     result = RunResult(name, seconds)
     lock = threading.Lock()
@@ -207,8 +226,9 @@ def run_load(name: str, port: int, path: str, feed: Feed, *, concurrency: int, w
                 result.errors += errors
                 result.exhausted |= exhausted
 
-    threads = [threading.Thread(target=worker, name=f"load-{n}", daemon=True)
-               for n in range(concurrency)]
+    threads = [
+        threading.Thread(target=worker, name=f"load-{n}", daemon=True) for n in range(concurrency)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -226,30 +246,54 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(app_spec: str, env: dict[str, str], log_path: Path) -> Iterator[int]:
-    """A gunicorn master with 2 sync workers on a free loopback port, stopped on exit."""
+def gunicorn(
+    app_spec: str, env: dict[str, str], log_path: Path, workers: int = GUNICORN_WORKERS
+) -> Iterator[int]:
+    """A gunicorn master with ``workers`` sync workers on a free loopback port, stopped on exit."""
     port = free_port()
     command = [
-        sys.executable, "-m", "gunicorn", "-w", str(GUNICORN_WORKERS), "-k", "sync",
-        "-b", f"127.0.0.1:{port}", "--timeout", "60", "--graceful-timeout", "5",
-        "--log-level", "warning", "--error-logfile", str(log_path), app_spec,
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(workers),
+        "-k",
+        "sync",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        "60",
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+        "--error-logfile",
+        str(log_path),
+        app_spec,
     ]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
-        wait_until_ready(proc, port, log_path)
+        wait_until_ready(proc, port, log_path, workers)
         yield port
     finally:
         stop(proc)
 
 
-def wait_until_ready(proc: subprocess.Popen, port: int, log_path: Path,
-                     timeout: float = 60.0) -> None:
+def wait_until_ready(
+    proc: subprocess.Popen, port: int, log_path: Path, workers: int, timeout: float = 60.0
+) -> None:
     """Both workers answer ``/healthz`` (a few successes in a row, spread over the workers)."""
     deadline = time.monotonic() + timeout
     successes = 0
-    while successes < 2 * GUNICORN_WORKERS:
+    while successes < 2 * workers:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {proc.returncode}:\n{tail(log_path)}")
         if time.monotonic() > deadline:
@@ -302,8 +346,14 @@ class Setup:
 
 
 def psql(server: str, sql: str) -> None:
-    subprocess.run(["psql", server.rstrip("/") + "/postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                   check=True, timeout=120, stdin=subprocess.DEVNULL)
+    env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+    subprocess.run(
+        ["psql", server.rstrip("/") + "/postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql],
+        check=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
 
 
 @contextmanager
@@ -311,8 +361,12 @@ def database(kind: str, pg_server: str) -> Iterator[Setup]:
     with tempfile.TemporaryDirectory(prefix="aftercare-bench-") as tmp:
         workdir = Path(tmp)
         if kind == "sqlite":
-            yield Setup(kind, f"sqlite:///{workdir / 'bench.sqlite3'}",
-                        f"sqlite:///{workdir / 'bare.sqlite3'}", workdir)
+            yield Setup(
+                kind,
+                f"sqlite:///{workdir / 'bench.sqlite3'}",
+                f"sqlite:///{workdir / 'bare.sqlite3'}",
+                workdir,
+            )
             return
         url = f"{pg_server.rstrip('/')}/{PG_DATABASE}"
         psql(pg_server, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
@@ -324,8 +378,11 @@ def database(kind: str, pg_server: str) -> Iterator[Setup]:
 
 
 def server_env(setup: Setup, redis_url: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("AFTERCARE_ENV", "FLASK_APP", "FLASK_DEBUG")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("AFTERCARE_ENV", "FLASK_APP", "FLASK_DEBUG")
+    }
     env.update(
         DATABASE_URL=setup.app_url,
         REDIS_URL=redis_url,
@@ -341,13 +398,18 @@ def server_env(setup: Setup, redis_url: str) -> dict[str, str]:
 
 def flask_cli(env: dict[str, str], *args: str) -> None:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT,
-                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"flask {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    print(f"  flask --app app {' '.join(args)}: {time.perf_counter() - started:.1f} s",
-          flush=True)
+    print(f"  flask --app app {' '.join(args)}: {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def local_app(setup: Setup, redis_url: str | None) -> Flask:
@@ -355,17 +417,19 @@ def local_app(setup: Setup, redis_url: str | None) -> Flask:
     from app import create_app
     from common.config import normalize_database_url
 
-    return create_app({
-        "AFTERCARE_ENV": "development",
-        "SQLALCHEMY_DATABASE_URI": normalize_database_url(setup.app_url),
-        "SECRET_KEY": secrets.token_hex(32),
-        "REDIS_URL": redis_url,
-        "RATELIMIT_ENABLED": False,
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "RQ_DEFAULT_QUEUE": "aftercare",
-        "UPLOAD_DIR": str(setup.workdir / "uploads"),
-        "MAIL_FILE_DIR": str(setup.workdir / "mail"),
-    })
+    return create_app(
+        {
+            "AFTERCARE_ENV": "development",
+            "SQLALCHEMY_DATABASE_URI": normalize_database_url(setup.app_url),
+            "SECRET_KEY": secrets.token_hex(32),
+            "REDIS_URL": redis_url,
+            "RATELIMIT_ENABLED": False,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "RQ_DEFAULT_QUEUE": "aftercare",
+            "UPLOAD_DIR": str(setup.workdir / "uploads"),
+            "MAIL_FILE_DIR": str(setup.workdir / "mail"),
+        }
+    )
 
 
 def flush_redis(redis_url: str) -> None:
@@ -392,9 +456,8 @@ def rq_jobs_queued(redis_url: str) -> int:
 # --- checks and report ---------------------------------------------------------------------------
 
 
-def verify(app: Flask, created: int, bare_created: int, bare_rows: int,
-           redis_url: str) -> bool:
-    """Every 201 is one approved claim with one RMA and two jobs enqueued; nothing else."""
+def snapshot(app: Flask, redis_url: str, after_claim_id: int = 0) -> dict[str, int]:
+    """Row counts, and claims/RMAs/serials for claims with an id above ``after_claim_id``."""
     from sqlalchemy import func, select
 
     from audit.models import AuditEvent
@@ -405,45 +468,94 @@ def verify(app: Flask, created: int, bare_created: int, bare_rows: int,
 
     with app.app_context():
         count = db.session.scalar
-        claims = count(select(func.count(Claim.id)))
-        approved = count(select(func.count(Claim.id)).where(Claim.status == "approved"))
-        serials = count(select(func.count(func.distinct(Claim.serial_number))))
-        rmas = count(select(func.count(Rma.id)))
-        jobs = count(select(func.count(OutboxJob.id)))
-        dispatched = count(select(func.count(OutboxJob.id))
-                           .where(OutboxJob.dispatched_at.is_not(None)))
-        events = count(select(func.count(AuditEvent.id)).where(
-            AuditEvent.action.in_(("claim.filed", "rma.issued", "message.queued"))))
+        new = Claim.id > after_claim_id
+        counts = {
+            "max_claim_id": count(select(func.max(Claim.id))) or 0,
+            "claims": count(select(func.count(Claim.id)).where(new)),
+            "approved": count(select(func.count(Claim.id)).where(new, Claim.status == "approved")),
+            "serials": count(select(func.count(func.distinct(Claim.serial_number))).where(new)),
+            "rmas": count(select(func.count(Rma.id)).where(Rma.claim_id > after_claim_id)),
+            "events": count(
+                select(func.count(AuditEvent.id)).where(
+                    AuditEvent.action.in_(("claim.filed", "rma.issued", "message.queued"))
+                )
+            ),
+            "jobs": count(select(func.count(OutboxJob.id))),
+            "dispatched": count(
+                select(func.count(OutboxJob.id)).where(OutboxJob.dispatched_at.is_not(None))
+            ),
+        }
         db.session.remove()
-    queued = rq_jobs_queued(redis_url)
-    claims_ok = claims == rmas == approved == serials == created and events == 3 * created
-    jobs_ok = jobs == dispatched == queued == 2 * created
+    counts["queued"] = rq_jobs_queued(redis_url)
+    return counts
+
+
+def claimed_serials(app: Flask) -> set[str]:
+    """Serials that already have a claim (the demo data files a few)."""
+    from sqlalchemy import select
+
+    from claims.models import Claim
+    from common.extensions import db
+
+    with app.app_context():
+        serials = set(db.session.scalars(select(Claim.serial_number)))
+        db.session.remove()
+    return serials
+
+
+def verify(
+    app: Flask,
+    before: dict[str, int],
+    created: int,
+    bare_created: int,
+    bare_rows: int,
+    redis_url: str,
+) -> bool:
+    """Every 201 is one approved claim with one RMA, 3 audit events and 2 jobs enqueued."""
+    after = snapshot(app, redis_url, after_claim_id=before["max_claim_id"])
+    delta = {key: after[key] - before[key] for key in ("events", "jobs", "dispatched", "queued")}
+    claims_ok = (
+        after["claims"] == after["rmas"] == after["approved"] == after["serials"] == created
+        and delta["events"] == 3 * created
+    )
+    jobs_ok = delta["jobs"] == delta["dispatched"] == delta["queued"] == 2 * created
     bare_ok = bare_rows == bare_created
-    print(f"claims:  201 responses {created} (warm-up included); rows: claims {claims} "
-          f"(approved {approved}, distinct serials {serials}), rmas {rmas}, audit events "
-          f"{events} (claim.filed + rma.issued + message.queued) -> "
-          f"{'OK' if claims_ok else 'MISMATCH'}")
-    print(f"jobs:    outbox rows {jobs}, dispatched {dispatched}, rq jobs queued {queued} "
-          f"(expected {2 * created}: label + email per claim) -> "
-          f"{'OK' if jobs_ok else 'MISMATCH'}")
-    print(f"bare:    201 responses {bare_created}; rows {bare_rows} -> "
-          f"{'OK' if bare_ok else 'MISMATCH'}")
+    print(
+        f"claims:  201 responses {created} (warm-up included); new rows: claims "
+        f"{after['claims']} (approved {after['approved']}, distinct serials "
+        f"{after['serials']}), rmas {after['rmas']}, audit events {delta['events']} "
+        f"(expected {3 * created}) -> {'OK' if claims_ok else 'MISMATCH'}"
+    )
+    print(
+        f"jobs:    new outbox rows {delta['jobs']}, dispatched {delta['dispatched']}, rq jobs "
+        f"queued {delta['queued']} (expected {2 * created}: label + email per claim) -> "
+        f"{'OK' if jobs_ok else 'MISMATCH'}"
+    )
+    print(
+        f"bare:    201 responses {bare_created}; rows {bare_rows} -> "
+        f"{'OK' if bare_ok else 'MISMATCH'}"
+    )
     return claims_ok and jobs_ok and bare_ok
 
 
 def print_table(results: list[RunResult]) -> None:
-    print(f"{'server':<14}{'requests':>10}{'errors':>8}{'req/s':>10}"
-          f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'server':<14}{'requests':>10}{'errors':>8}{'req/s':>10}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+    )
     for r in results:
-        print(f"{r.name:<14}{r.requests:>10}{r.errors:>8}{r.rate:>10.1f}"
-              f"{r.percentile(0.50):>9.1f}{r.percentile(0.95):>9.1f}{r.percentile(0.99):>9.1f}")
+        print(
+            f"{r.name:<14}{r.requests:>10}{r.errors:>8}{r.rate:>10.1f}"
+            f"{r.percentile(0.50):>9.1f}{r.percentile(0.95):>9.1f}{r.percentile(0.99):>9.1f}"
+        )
     for r in results:
         others = {code: n for code, n in r.statuses.items() if code != 201}
         if others or r.exceptions:
             print(f"  {r.name}: non-201 statuses {others}, exceptions {dict(r.exceptions)}")
         if r.exhausted:
-            print(f"  {r.name}: ran out of request bodies before the time was up "
-                  "(raise --purchases)")
+            print(
+                f"  {r.name}: ran out of request bodies before the time was up (raise --purchases)"
+            )
 
 
 def profile_claims(app: Flask, bodies: list[bytes], top: int, dump: str | None) -> None:
@@ -460,9 +572,11 @@ def profile_claims(app: Flask, bodies: list[bytes], top: int, dump: str | None) 
         statuses[client.post(CLAIMS_PATH, data=body, headers=HEADERS).status_code] += 1
     profiler.disable()
     elapsed = time.perf_counter() - started
-    print(f"\nprofile: {len(bodies)} claims in-process (test client, one thread) in "
-          f"{elapsed:.2f} s = {len(bodies) / elapsed:.1f}/s ({1000 * elapsed / len(bodies):.2f} "
-          f"ms each, profiler overhead included); statuses {dict(statuses)}")
+    print(
+        f"\nprofile: {len(bodies)} claims in-process (test client, one thread) in "
+        f"{elapsed:.2f} s = {len(bodies) / elapsed:.1f}/s ({1000 * elapsed / len(bodies):.2f} "
+        f"ms each, profiler overhead included); statuses {dict(statuses)}"
+    )
     for order in ("tottime", "cumulative"):
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)
@@ -482,14 +596,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds first")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
-    parser.add_argument("--purchases", type=int, default=20_000,
-                        help="demo purchases to load (only approvable ones are claimed)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13",
-                        help="a Redis database this run may flush")
-    parser.add_argument("--pg-server", default="postgresql://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server URL without a database name")
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="afterwards, profile N claims in-process and print hotspots")
+    parser.add_argument(
+        "--workers", type=int, default=GUNICORN_WORKERS, help="gunicorn sync workers per server"
+    )
+    parser.add_argument(
+        "--purchases",
+        type=int,
+        default=20_000,
+        help="demo purchases to load (only approvable ones are claimed)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/13",
+        help="a Redis database this run may flush",
+    )
+    parser.add_argument(
+        "--pg-server",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server URL without a database name",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="afterwards, profile N claims in-process and print hotspots",
+    )
     parser.add_argument("--profile-top", type=int, default=30, help="hotspots to print")
     parser.add_argument("--profile-out", metavar="PATH", help="also save the cProfile stats")
     args = parser.parse_args(argv)
@@ -498,41 +630,81 @@ def main(argv: list[str] | None = None) -> int:
     with database(args.database, args.pg_server) as setup:
         env = server_env(setup, args.redis_url)
         label = "SQLite (WAL)" if setup.kind == "sqlite" else "PostgreSQL"
-        print(f"claims API vs bare insert: {label}, gunicorn -w {GUNICORN_WORKERS} -k sync, "
-              f"{args.concurrency} client threads, {args.seconds:g} s each after "
-              f"{args.warmup:g} s warm-up", flush=True)
+        print(
+            f"claims API vs bare insert: {label}, gunicorn -w {args.workers} -k sync, "
+            f"{args.concurrency} client threads, {args.seconds:g} s each after "
+            f"{args.warmup:g} s warm-up",
+            flush=True,
+        )
         flush_redis(args.redis_url)
         try:
             flask_cli(env, "db", "upgrade")
             flask_cli(env, "demo", "--purchases", str(args.purchases))
             app = local_app(setup, args.redis_url)
-            bodies = approved_claim_bodies(app)
-            print(f"  {len(bodies)} of {args.purchases} purchases approvable today", flush=True)
+            taken = claimed_serials(app)
+            bodies = [
+                body
+                for body in approved_claim_bodies(app)
+                if json.loads(body)["serial_number"] not in taken
+            ]
+            before = snapshot(app, args.redis_url)
+            print(
+                f"  {len(bodies)} of {args.purchases} purchases approvable today and unclaimed",
+                flush=True,
+            )
             from bench.bare_insert_app import count_rows, init_db
 
             init_db(setup.bare_url)
 
             claims_feed = Feed(bodies)
-            with gunicorn("app:create_app()", env, setup.workdir / "claims-gunicorn.log") as port:
-                claims = run_load("claim filing", port, CLAIMS_PATH, claims_feed,
-                                  concurrency=args.concurrency, warmup=args.warmup,
-                                  seconds=args.seconds)
+            with gunicorn(
+                "app:create_app()", env, setup.workdir / "claims-gunicorn.log", args.workers
+            ) as port:
+                claims = run_load(
+                    "claim filing",
+                    port,
+                    CLAIMS_PATH,
+                    claims_feed,
+                    concurrency=args.concurrency,
+                    warmup=args.warmup,
+                    seconds=args.seconds,
+                )
             bare_env = dict(env, DATABASE_URL=setup.bare_url)
-            with gunicorn("bench.bare_insert_app:create_app()", bare_env,
-                          setup.workdir / "bare-gunicorn.log") as port:
-                bare = run_load("bare insert", port, BARE_PATH, Feed(make=bare_body),
-                                concurrency=args.concurrency, warmup=args.warmup,
-                                seconds=args.seconds)
+            with gunicorn(
+                "bench.bare_insert_app:create_app()",
+                bare_env,
+                setup.workdir / "bare-gunicorn.log",
+                args.workers,
+            ) as port:
+                bare = run_load(
+                    "bare insert",
+                    port,
+                    BARE_PATH,
+                    Feed(make=bare_body),
+                    concurrency=args.concurrency,
+                    warmup=args.warmup,
+                    seconds=args.seconds,
+                )
             print()
             print_table([claims, bare])
             ratio = claims.rate / bare.rate if bare.rate else 0.0
             met = "MET" if ratio >= TARGET_RATIO else "NOT MET"
             print(f"ratio claims/bare: {ratio:.2f} (target >= {TARGET_RATIO:.2f}: {met})\n")
-            ok = verify(app, claims.statuses[201], bare.statuses[201],
-                        count_rows(setup.bare_url), args.redis_url)
+            ok = verify(
+                app,
+                before,
+                claims.statuses[201],
+                bare.statuses[201],
+                count_rows(setup.bare_url),
+                args.redis_url,
+            )
             if args.profile:
-                profile_claims(app, claims_feed.remaining()[: args.profile + 20],
-                               args.profile_top, args.profile_out)
+                profile_claims(
+                    app,
+                    claims_feed.remaining()[: args.profile + 20],
+                    args.profile_top,
+                    args.profile_out,
+                )
             with app.app_context():
                 from common.extensions import db
 

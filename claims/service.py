@@ -30,6 +30,7 @@ from common.extensions import db
 from common.jobs import enqueue_job
 from common.models import utcnow
 from common.tokens import secret_hash
+from inventory.service import expect_unit
 from messaging.service import queue_message
 from rma.models import Rma
 from rma.numbers import ALPHABET
@@ -218,6 +219,7 @@ def _record_claim(
 def _approve(claim: Claim, *, actor: Actor, link: str) -> Rma:
     rma = issue_rma(claim_id=claim.id, claim_number=claim.claim_number,
                     remedy=claim.remedy or "repair", actor=actor)
+    expect_unit(rma_id=rma.id, serial_number=claim.serial_number, sku=claim.sku, actor=actor)
     add_timeline_entry(claim, "approved")
     add_timeline_entry(claim, "rma_issued", {"rma_number": rma.rma_number})
     enqueue_job("rma.prepare_label", rma_id=rma.id)

@@ -42,6 +42,13 @@ ENDPOINTS = [
     ("GET", "/api/v1/rmas/R23456789A", STAFF),
     ("GET", "/api/v1/rmas/R23456789A/label.pdf", {"admin", "support", "warehouse"}),
     ("POST", "/api/v1/rmas/label-batches", {"admin", "support", "warehouse"}),
+    ("POST", "/api/v1/warehouse/scans", {"admin", "warehouse"}),
+    ("GET", "/api/v1/warehouse/units", STAFF),
+    ("POST", "/api/v1/warehouse/units/R23456789A/move", {"admin", "warehouse"}),
+    ("GET", "/api/v1/warehouse/aging", STAFF),
+    ("GET", "/api/v1/warehouse/stock", STAFF),
+    ("POST", "/api/v1/warehouse/stock/movements", {"admin", "warehouse"}),
+    ("POST", "/api/v1/warehouse/stock/adjustments", {"admin", "warehouse"}),
     ("GET", "/api/v1/rmas/label-batches/nope", {"admin", "support", "warehouse"}),
     ("GET", "/api/v1/rmas/label-batches/nope/labels.pdf", {"admin", "support", "warehouse"}),
 ]
