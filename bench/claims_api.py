@@ -23,7 +23,11 @@ Databases: ``sqlite`` uses fresh files in a temporary folder; ``postgresql`` cre
 end. After the runs the claims, RMAs, outbox rows and rq jobs are counted against the 201s.
 
 ``--profile N`` then files N more claims in-process through the Flask test client (same database,
-same Redis, same code path less gunicorn and HTTP) under cProfile and prints the hotspots.
+same Redis, same code path less gunicorn and HTTP) under cProfile and prints the hotspots
+(``--profile-out PATH`` keeps the stats). ``--workers`` changes the gunicorn worker count of both
+servers, for comparison only. req/s counts 201s completed inside the measured window; anything
+else (a 200 duplicate, a 5xx, a connection error) is an error. Exit status 1 when the row counts
+do not match the 201s.
 """
 
 from __future__ import annotations

@@ -349,7 +349,7 @@ def add_timeline_entry(claim: Claim, kind: str, params: Mapping[str, Any] | None
     db.session.add(TimelineEntry(claim_id=claim.id, kind=kind, params=dict(params or {})))
 
 
-def record_customer_step(*, claim_id: int, kind: str, actor: Actor, settings: ClaimSettings,
+def record_customer_step(*, claim_id: int, kind: str, actor: Actor,
                          params: Mapping[str, Any] | None = None, notify: bool = True) -> None:
     """For other domains: a step the customer should see, with an email about it."""
     claim = db.session.get(Claim, claim_id)

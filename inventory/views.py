@@ -57,7 +57,8 @@ def units(query: dict[str, Any], pagination_parameters: Any) -> Any:
     """Where every unit is now: location, status and days in that status."""
     stmt = service.units_query(status=query.get("status"), location=query.get("location"))
     if query.get("format") == "csv":
-        rows = (unit_view(u) for u in db.session.scalars(stmt))
+        rows = [unit_view(u) for u in db.session.scalars(stmt)]
+        pagination_parameters.item_count = len(rows)  # the export is never paged
         return csv_response(UNIT_COLUMNS, ([r[c] for c in UNIT_COLUMNS] for r in rows),
                             "units.csv")
     return [unit_view(u) for u in paginate(stmt, pagination_parameters)]
