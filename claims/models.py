@@ -46,7 +46,7 @@ class Claim(db.Model):
     decided_by: Mapped[str | None] = mapped_column(String(300))
     warranty_ends_on: Mapped[Any | None] = mapped_column(db.Date)
 
-    photos = relationship("ClaimPhoto", order_by="ClaimPhoto.id", lazy="selectin")
+    photos = relationship("ClaimPhoto", order_by="ClaimPhoto.id", lazy="select")
 
     __table_args__ = (
         CheckConstraint(

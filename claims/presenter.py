@@ -17,11 +17,13 @@ from rma.numbers import format_rma_number
 from rma.service import rma_for_claim
 
 
-def public_reasons(claim: Claim) -> list[dict[str, str]]:
+def public_reasons(claim: Claim | None = None, *, reasons: list[dict[str, Any]] | None = None,
+                   language: str | None = None) -> list[dict[str, str]]:
     """Reasons as a customer may see them: public codes, translated sentences, no dupes."""
+    reasons = claim.reasons if reasons is None else reasons
     seen, out = set(), []
-    with force_locale(claim.language):
-        for reason in claim.reasons:
+    with force_locale(language or claim.language):
+        for reason in reasons:
             code = public_code(reason["code"])
             if code in seen:
                 continue
@@ -31,21 +33,26 @@ def public_reasons(claim: Claim) -> list[dict[str, str]]:
 
 
 def filed_response(filed: service.FiledClaim) -> dict[str, Any]:
-    claim = filed.claim
-    rma = rma_for_claim(claim.id)
+    if filed.created:
+        rma_number = filed.rma_number
+    else:
+        rma = rma_for_claim(filed.claim.id)
+        rma_number = rma.rma_number if rma else None
     if filed.tracking_token:
         tracking = service.tracking_url(_settings(), filed.tracking_token)
-        label = tracking + "/label.pdf" if rma else None
+        label = tracking + "/label.pdf" if rma_number else None
     else:
         # The token is only known when the claim is created; the customer has it by email.
         tracking = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + url_for("claims_pages.track")
         label = None
+    status = filed.value("status")
     return {
-        "claim_number": claim.claim_number,
-        "status": claim.status,
-        "reasons": public_reasons(claim),
-        "rma_number": rma.rma_number if rma else None,
-        "remedy": claim.remedy if claim.status == "approved" else None,
+        "claim_number": filed.value("claim_number"),
+        "status": status,
+        "reasons": public_reasons(reasons=filed.value("reasons"),
+                                  language=filed.value("language")),
+        "rma_number": rma_number,
+        "remedy": filed.value("remedy") if status == "approved" else None,
         "tracking_url": tracking,
         "label_url": label,
         "duplicate": not filed.created,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from audit.service import record_event
@@ -75,6 +75,12 @@ class FiledClaim:
     created: bool
     tracking_token: str | None = None
     replayed: IdempotencyRecord | None = None
+    rma_number: str | None = None
+    # Plain values captured before the commit, so answering needs no reload of the claim.
+    snapshot: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, name: str) -> Any:
+        return self.snapshot[name] if name in self.snapshot else getattr(self.claim, name)
 
 
 def new_claim_number() -> str:
@@ -144,18 +150,18 @@ def _record_claim(
     source: str,
     idempotency: IdempotencyRequest | None,
 ) -> FiledClaim:
-    purchase = _matching_purchase(serial, email)
-    product = db.session.scalar(select(Product).where(Product.sku == purchase.sku)) if purchase \
-        else None
+    purchase, product = _matching_purchase(serial, email)
+    earlier = list(db.session.scalars(select(Claim).where(Claim.serial_number == serial)))
     decision = rules.decide(
         rules.ClaimFacts(serial, email, data.fault_category, filed_on, data.dead_on_arrival,
                          data.requested_remedy),
         _purchase_facts(purchase),
         _product_terms(product, settings),
-        previous_claims=_previous_claims(serial),
+        previous_claims=sum(1 for c in earlier if c.status in ("approved", "closed")),
     )
     hold_serial = decision.status != rules.REJECTED
-    existing = open_claim_for_serial(serial) if hold_serial else None
+    existing = next((c for c in earlier if c.open_serial is not None), None) \
+        if hold_serial else None
     if existing is not None:
         if existing.email == email:
             return FiledClaim(existing, created=False)
@@ -201,8 +207,9 @@ def _record_claim(
     )
     link = tracking_url(settings, token)
     add_timeline_entry(claim, "filed")
+    rma_number = None
     if decision.status == rules.APPROVED:
-        _approve(claim, actor=actor, link=link)
+        rma_number = _approve(claim, actor=actor, link=link).rma_number
     elif decision.status == rules.NEEDS_REVIEW:
         add_timeline_entry(claim, "needs_review")
         _notify(claim, "claim_in_review", actor, link=link)
@@ -212,8 +219,10 @@ def _record_claim(
     if idempotency is not None:
         db.session.add(IdempotencyRecord(scope=idempotency.scope, key=idempotency.key,
                                          fingerprint=idempotency.fingerprint, claim_id=claim.id))
-        db.session.flush()
-    return FiledClaim(claim, created=True, tracking_token=token)
+    snapshot = {name: getattr(claim, name)
+                for name in ("claim_number", "status", "reasons", "remedy", "language")}
+    return FiledClaim(claim, created=True, tracking_token=token, rma_number=rma_number,
+                      snapshot=snapshot)
 
 
 def _approve(claim: Claim, *, actor: Actor, link: str) -> Rma:
@@ -271,12 +280,16 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def _matching_purchase(serial: str, email: str) -> Purchase | None:
-    purchases = list(db.session.scalars(select(Purchase).where(Purchase.serial_number == serial)))
-    for purchase in purchases:
+def _matching_purchase(serial: str, email: str) -> tuple[Purchase | None, Product | None]:
+    """The serial's purchase by this email (else any, for the mismatch rule) and its product."""
+    rows = db.session.execute(
+        select(Purchase, Product).join(Product, Product.sku == Purchase.sku)
+        .where(Purchase.serial_number == serial)
+    ).all()
+    for purchase, product in rows:
         if purchase.customer_email == email:
-            return purchase
-    return purchases[0] if purchases else None
+            return purchase, product
+    return (rows[0][0], rows[0][1]) if rows else (None, None)
 
 
 def _purchase_facts(purchase: Purchase | None) -> rules.PurchaseFacts | None:
@@ -299,14 +312,6 @@ def _product_terms(product: Product | None, settings: ClaimSettings) -> rules.Pr
         review_after_claims=product.review_after_claims
         if product.review_after_claims is not None else settings.review_after_claims,
     )
-
-
-def _previous_claims(serial: str) -> int:
-    """Earlier claims on the serial that were accepted (rejections don't count)."""
-    return db.session.scalar(
-        select(func.count(Claim.id)).where(Claim.serial_number == serial,
-                                           Claim.status.in_(("approved", "closed")))
-    ) or 0
 
 
 def _replay(idempotency: IdempotencyRequest) -> FiledClaim | None:

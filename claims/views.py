@@ -32,6 +32,7 @@ from common.pagination import paginate
 api_bp = Blueprint("claims", __name__, url_prefix="/api/v1/claims",
                    description="Warranty claims")
 
+FILED_SCHEMA = ClaimFiledSchema()
 IDEMPOTENCY_HEADER = {
     "in": "header", "name": "Idempotency-Key", "required": False,
     "schema": {"type": "string", "maxLength": 200},
@@ -86,7 +87,7 @@ def file_claim(data: dict[str, Any]) -> Any:
     if filed.replayed is not None and filed.replayed.response_body is not None:
         return filed.replayed.response_body, filed.replayed.response_status
     status = 201 if filed.created else 200
-    body = ClaimFiledSchema().dump(filed_response(filed))
+    body = FILED_SCHEMA.dump(filed_response(filed))
     if idempotency is not None and filed.created:
         service.remember_response(idempotency.scope, idempotency.key, status, body)
     return body, status

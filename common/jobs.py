@@ -28,6 +28,7 @@ from common.models import UTCDateTime, utcnow
 log = logging.getLogger(__name__)
 
 _NEW_KEY = "aftercare.outbox.new"
+_COMMITTED_KEY = "aftercare.outbox.committed"
 
 
 @dataclass(frozen=True)
@@ -102,52 +103,86 @@ def enqueue_job(job_name: str, **kwargs: Any) -> OutboxJob:
 # --- dispatch after commit -------------------------------------------------------------------
 
 
-def _collect_ids(session: Session) -> None:
+def install_session_hooks() -> None:
+    """Attach the outbox hooks to every SQLAlchemy session (idempotent)."""
+    if not event.contains(Session, "before_commit", _before_commit):
+        event.listen(Session, "before_commit", _before_commit)
+        event.listen(Session, "after_commit", _dispatch_after_commit)
+        event.listen(Session, "after_rollback", _forget)
+
+
+def _before_commit(session: Session) -> None:
     rows = session.info.pop(_NEW_KEY, None)
-    if rows:
-        session.info.setdefault(_NEW_KEY + ".ids", []).extend(r.id for r in rows if r.id)
+    if not rows:
+        return
+    try:
+        queued = bool(current_app.config.get("REDIS_URL"))
+    except RuntimeError:
+        queued = False
+    if queued:
+        # Marked as dispatched in the same transaction, so the commit is the only write: the
+        # enqueue after it needs no second round trip. If the enqueue then fails, the rows are
+        # unmarked again; if the process dies first, the relay re-sends stale rows.
+        now = utcnow()
+        for row in rows:
+            row.dispatched_at = now
+    session.flush()
+    session.info[_COMMITTED_KEY] = [(r.id, r.job_name, dict(r.kwargs)) for r in rows]
 
 
 def _dispatch_after_commit(session: Session) -> None:
-    ids = session.info.pop(_NEW_KEY + ".ids", None)
-    if not ids:
+    committed = session.info.pop(_COMMITTED_KEY, None)
+    if not committed:
         return
     try:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     except RuntimeError:
         return  # outside an app: the relay will pick the rows up
-    dispatch(app, ids)
+    if app.config.get("REDIS_URL"):
+        try:
+            enqueue_rows(app, committed)
+        except Exception as exc:  # noqa: BLE001 - Redis down: the relay retries later
+            log.warning("outbox: enqueue deferred for %s: %s", [c[0] for c in committed], exc)
+            _unmark(app, [c[0] for c in committed])
+    else:
+        for outbox_id, _name, _kwargs in committed:
+            _run_inline(app, outbox_id)
 
 
 def _forget(session: Session, *args: Any) -> None:
     session.info.pop(_NEW_KEY, None)
-    session.info.pop(_NEW_KEY + ".ids", None)
+    session.info.pop(_COMMITTED_KEY, None)
 
 
-def install_session_hooks() -> None:
-    """Attach the outbox hooks to every SQLAlchemy session (idempotent)."""
-    if not event.contains(Session, "before_commit", _flush_then_collect):
-        event.listen(Session, "before_commit", _flush_then_collect)
-        event.listen(Session, "after_commit", _dispatch_after_commit)
-        event.listen(Session, "after_rollback", _forget)
+def _unmark(app: Flask, ids: list[int]) -> None:
+    try:
+        with db.engines[None].begin() as connection:
+            connection.execute(update(OutboxJob).where(OutboxJob.id.in_(ids))
+                               .values(dispatched_at=None))
+    except Exception:  # noqa: BLE001 - the stale-row pass of the relay covers this too
+        log.exception("outbox: could not unmark %s", ids)
 
 
-def _flush_then_collect(session: Session) -> None:
-    if session.info.get(_NEW_KEY):
-        session.flush()
-        _collect_ids(session)
+def enqueue_rows(app: Flask, rows: list[tuple[int, str, dict[str, Any]]]) -> None:
+    """Put committed outbox rows on their rq queues in one pipeline per queue."""
+    from rq import Queue, Retry
 
-
-def dispatch(app: Flask, ids: list[int]) -> None:
-    """Run (inline) or enqueue (rq) the given committed outbox rows."""
-    if app.config.get("REDIS_URL"):
-        try:
-            relay(app, ids=ids)
-        except Exception as exc:  # noqa: BLE001 - Redis down: the relay retries later
-            log.warning("outbox: enqueue deferred for %s: %s", ids, exc)
-    else:
-        for outbox_id in ids:
-            _run_inline(app, outbox_id)
+    by_queue: dict[str | None, list] = {}
+    for outbox_id, name, _kwargs in rows:
+        spec = _registry[name]
+        by_queue.setdefault(spec.queue, []).append(Queue.prepare_data(
+            run_outbox_job,
+            args=(outbox_id,),
+            job_id=f"outbox-{outbox_id}",
+            timeout=spec.timeout,
+            result_ttl=spec.result_ttl,
+            failure_ttl=spec.failure_ttl,
+            description=f"{spec.name} (outbox {outbox_id})",
+            retry=Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
+            if spec.retry_intervals else None,
+        ))
+    for queue_name, datas in by_queue.items():
+        queue_for(app, queue_name).enqueue_many(datas)
 
 
 def _run_inline(app: Flask, outbox_id: int) -> None:
@@ -270,8 +305,11 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
                     status = Job.fetch(row.rq_job_id, connection=conn).get_status()
                 except Exception:  # noqa: BLE001 - job expired from Redis or never arrived
                     status = None
-                alive = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED)
-                if status in alive:
+                # Alive jobs are left alone; failed ones wait in rq's failed registry for an
+                # operator (requeue there) rather than being retried here for ever.
+                settled = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
+                           JobStatus.DEFERRED, JobStatus.FAILED)
+                if status in settled:
                     continue
             unchanged = (
                 OutboxJob.dispatched_at.is_(None)

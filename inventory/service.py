@@ -45,8 +45,7 @@ class ScanResult:
 def expect_unit(*, rma_id: int, serial_number: str, sku: str | None, actor: Actor) -> Unit:
     """A unit the customer is about to send back (called when the RMA is issued)."""
     unit = Unit(rma_id=rma_id, expected_serial=serial_number, sku=sku)
-    db.session.add(unit)
-    db.session.flush()
+    db.session.add(unit)  # flushed with the commit: nothing needs its id before then
     return unit
 
 
