@@ -32,6 +32,8 @@ class Unit(db.Model):
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     received_by: Mapped[str | None] = mapped_column(String(300))
     received_station: Mapped[str | None] = mapped_column(String(40))
+    disposition: Mapped[str | None] = mapped_column(String(24))
+    partner_code: Mapped[str | None] = mapped_column(String(32), index=True)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow,
                                                         nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
@@ -105,3 +107,43 @@ class StockLevel(db.Model):
     quantity: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
     __table_args__ = (CheckConstraint("quantity >= 0", name="never_negative"),)
+
+
+class Shipment(db.Model):
+    """A box of units going to a partner, or expected back from one."""
+
+    __tablename__ = "shipments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shipment_number: Mapped[str] = mapped_column(String(16), unique=True, nullable=False)
+    direction: Mapped[str] = mapped_column(String(16), nullable=False)
+    partner_code: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    status: Mapped[str] = mapped_column(String(24), nullable=False, default="open")
+    created_by: Mapped[str] = mapped_column(String(300), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    items = relationship("ShipmentItem", order_by="ShipmentItem.id", lazy="selectin",
+                         back_populates="shipment")
+
+    __table_args__ = (
+        CheckConstraint("direction IN ('to_partner', 'from_partner')", name="direction_known"),
+    )
+
+
+class ShipmentItem(db.Model):
+    """One unit on a shipment: packed or expected, then received, missing or unexpected."""
+
+    __tablename__ = "shipment_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"), nullable=False)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), nullable=False, index=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="listed")
+    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    shipment = relationship(Shipment, back_populates="items")
+    unit = relationship(Unit, lazy="joined")
+
+    __table_args__ = (db.UniqueConstraint("shipment_id", "unit_id"),)

@@ -120,3 +120,75 @@ class UnitMoveSchema(ma.Schema):
 
     to_location = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=80))
     note = ma.fields.String(load_default=None, validate=ma.validate.Length(max=2000))
+
+
+class RouteCreateSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    disposition = ma.fields.String(load_default=None, validate=ma.validate.OneOf([
+        "repair_at_partner", "replace_from_stock", "refurbish_to_stock", "scrap",
+        "return_to_vendor", "hold_for_inspection"]))
+    partner_code = ma.fields.String(load_default=None, validate=ma.validate.Length(max=32))
+    reason = ma.fields.String(load_default=None, validate=ma.validate.Length(max=2000))
+
+
+class RouteSuggestionSchema(ma.Schema):
+    disposition = ma.fields.String()
+    partner_code = ma.fields.String(allow_none=True)
+    why = ma.fields.String()
+
+
+class ShipmentCreateSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    partner_code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
+    direction = ma.fields.String(load_default="to_partner",
+                                 validate=ma.validate.OneOf(["to_partner", "from_partner"]))
+    rma_numbers = ma.fields.List(ma.fields.String(validate=ma.validate.Length(max=20)),
+                                 load_default=list, validate=ma.validate.Length(max=500))
+
+
+class ShipmentItemSchema(ma.Schema):
+    rma_number = ma.fields.String()
+    state = ma.fields.String()
+    sku = ma.fields.String(allow_none=True)
+
+
+class ShipmentSchema(ma.Schema):
+    shipment_number = ma.fields.String()
+    direction = ma.fields.String()
+    partner_code = ma.fields.String()
+    status = ma.fields.String()
+    created_at = ma.fields.DateTime()
+    sent_at = ma.fields.DateTime(allow_none=True)
+    closed_at = ma.fields.DateTime(allow_none=True)
+    items = ma.fields.List(ma.fields.Nested(ShipmentItemSchema))
+
+
+class ShipmentAddSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    rma_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=20))
+
+
+class ShipmentScanSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=128))
+
+
+class ShipmentScanResultSchema(ma.Schema):
+    outcome = ma.fields.String()
+    rma_number = ma.fields.String(allow_none=True)
+    message = ma.fields.String()
+
+
+class DiscrepancySchema(ma.Schema):
+    shipment_number = ma.fields.String()
+    received = ma.fields.List(ma.fields.String())
+    missing = ma.fields.List(ma.fields.String())
+    unexpected = ma.fields.List(ma.fields.String())

@@ -240,7 +240,7 @@ EXTERNAL_LOCATIONS = ("supplier", "scrap", "vendor", "customer", "adjustment")
 def _check_location(location: str | None) -> None:
     if location is None:
         return
-    known_prefix = location.startswith(TRACKED_PREFIXES + ("consumed:",))
+    known_prefix = location.startswith(TRACKED_PREFIXES + ("consumed:", "transit:"))
     if len(location) > 80 or not (known_prefix or location in EXTERNAL_LOCATIONS) or \
             location.endswith(":"):
         raise ValidationFailed("unknown location", errors={

@@ -13,15 +13,23 @@ from auth.roles import ADMIN, FINANCE, SUPPORT, WAREHOUSE
 from common.csv_export import csv_response
 from common.extensions import db
 from common.pagination import paginate
-from inventory import service
+from inventory import service, shipments
 from inventory.presenter import UNIT_COLUMNS, scan_view, unit_view
 from inventory.schemas import (
     AdjustmentCreateSchema,
     AgingQuerySchema,
+    DiscrepancySchema,
     PartMovementCreateSchema,
     PartMovementSchema,
+    RouteCreateSchema,
+    RouteSuggestionSchema,
     ScanCreateSchema,
     ScanResultSchema,
+    ShipmentAddSchema,
+    ShipmentCreateSchema,
+    ShipmentScanResultSchema,
+    ShipmentScanSchema,
+    ShipmentSchema,
     StockLevelSchema,
     StockQuerySchema,
     UnitMoveSchema,
@@ -128,3 +136,108 @@ def adjust(data: dict[str, Any]) -> Any:
         return "", 204
     return movement
 
+
+
+# --- routing and shipments ---------------------------------------------------------------------
+
+
+@api_bp.route("/units/<string:rma_number>/route")
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.response(200, RouteSuggestionSchema)
+def route_suggestion(rma_number: str) -> Any:
+    """What the routing rules suggest for a received unit, and why."""
+    return shipments.suggest_route(service.get_unit(rma_number))
+
+
+@api_bp.route("/units/<string:rma_number>/route", methods=["POST"])
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.arguments(RouteCreateSchema)
+@api_bp.response(200, UnitSchema)
+@api_bp.alt_response(409, description="The unit cannot be routed in its current status")
+def route(data: dict[str, Any], rma_number: str) -> Any:
+    """Route a unit: the rules' default, or an override with a reason."""
+    return unit_view(shipments.route_unit(rma_number=rma_number, actor=current_user.actor,
+                                          **data))
+
+
+def _shipment_view(shipment: Any) -> dict[str, Any]:
+    return {
+        "shipment_number": shipment.shipment_number, "direction": shipment.direction,
+        "partner_code": shipment.partner_code, "status": shipment.status,
+        "created_at": shipment.created_at, "sent_at": shipment.sent_at,
+        "closed_at": shipment.closed_at,
+        "items": [{"rma_number": i.unit.rma.rma_number, "state": i.state, "sku": i.unit.sku}
+                  for i in shipment.items],
+    }
+
+
+@api_bp.route("/shipments", methods=["POST"])
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.arguments(ShipmentCreateSchema)
+@api_bp.response(201, ShipmentSchema)
+@api_bp.alt_response(409, description="A unit cannot go on this shipment")
+def create_shipment(data: dict[str, Any]) -> Any:
+    """Open a shipment to a partner (or one expected back, listing its units)."""
+    return _shipment_view(shipments.create_shipment(actor=current_user.actor, **data))
+
+
+@api_bp.route("/shipments/<string:shipment_number>")
+@roles_required(*READERS)
+@api_bp.response(200, ShipmentSchema)
+def get_shipment(shipment_number: str) -> Any:
+    """One shipment with its units."""
+    return _shipment_view(shipments.get_shipment(shipment_number))
+
+
+@api_bp.route("/shipments/<string:shipment_number>/items", methods=["POST"])
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.arguments(ShipmentAddSchema)
+@api_bp.response(200, ShipmentSchema)
+@api_bp.alt_response(409, description="The unit cannot go on this shipment")
+def add_item(data: dict[str, Any], shipment_number: str) -> Any:
+    """Pack a routed unit into an open shipment."""
+    return _shipment_view(shipments.add_unit(shipment_number=shipment_number,
+                                             rma_number=data["rma_number"],
+                                             actor=current_user.actor))
+
+
+@api_bp.route("/shipments/<string:shipment_number>/send", methods=["POST"])
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.response(200, ShipmentSchema)
+@api_bp.alt_response(409, description="Already sent")
+def send(shipment_number: str) -> Any:
+    """Hand the shipment to the carrier: its units move to transit."""
+    return _shipment_view(shipments.send_shipment(shipment_number=shipment_number,
+                                                  actor=current_user.actor))
+
+
+@api_bp.route("/shipments/<string:shipment_number>/scans", methods=["POST"])
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.arguments(ShipmentScanSchema)
+@api_bp.response(200, ShipmentScanResultSchema)
+@api_bp.alt_response(409, description="The shipment is not being received")
+def scan_in(data: dict[str, Any], shipment_number: str) -> Any:
+    """Scan a unit of a shipment coming back from a partner."""
+    return shipments.scan_into_shipment(shipment_number=shipment_number, code=data["code"],
+                                        actor=current_user.actor)
+
+
+@api_bp.route("/shipments/<string:shipment_number>/close", methods=["POST"])
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.response(200, DiscrepancySchema)
+@api_bp.alt_response(409, description="The shipment cannot be closed")
+def close(shipment_number: str) -> Any:
+    """Finish receiving a shipment: the discrepancy report (missing and unexpected units)."""
+    return shipments.close_shipment(shipment_number=shipment_number, actor=current_user.actor)
+
+
+@api_bp.route("/shipments/<string:shipment_number>/manifest.pdf")
+@roles_required(*READERS)
+@api_bp.doc(responses={"200": {"description": "Manifest with barcodes", "content": {
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+def manifest(shipment_number: str) -> Any:
+    """The manifest PDF: the shipment's barcode and one per unit."""
+    from rma.views import pdf_response
+
+    shipment = shipments.get_shipment(shipment_number)
+    return pdf_response(shipments.manifest_pdf(shipment), f"{shipment.shipment_number}.pdf")

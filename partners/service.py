@@ -162,3 +162,9 @@ def list_partner_keys(partner_code: str) -> list[PartnerApiKey]:
             .order_by(PartnerApiKey.id)
         )
     )
+
+
+def active_partners() -> list[Partner]:
+    """Partners that can take work, by code."""
+    return list(db.session.scalars(select(Partner).where(Partner.active.is_(True))
+                                   .order_by(Partner.code)))

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-25 09:10:15.466532
+Create Date: 2026-11-25 09:19:00.728179
 
 """
 from alembic import op
@@ -35,6 +35,23 @@ def upgrade():
     with op.batch_alter_table('scans', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scans_rma_number'), ['rma_number'], unique=False)
 
+    op.create_table('shipments',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('shipment_number', sa.String(length=16), nullable=False),
+    sa.Column('direction', sa.String(length=16), nullable=False),
+    sa.Column('partner_code', sa.String(length=32), nullable=False),
+    sa.Column('status', sa.String(length=24), nullable=False),
+    sa.Column('created_by', sa.String(length=300), nullable=False),
+    sa.Column('created_at', common.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', common.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', common.models.UTCDateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("direction IN ('to_partner', 'from_partner')", name=op.f('ck_shipments_direction_known')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_shipments')),
+    sa.UniqueConstraint('shipment_number', name=op.f('uq_shipments_shipment_number'))
+    )
+    with op.batch_alter_table('shipments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_shipments_partner_code'), ['partner_code'], unique=False)
+
     op.create_table('stock_levels',
     sa.Column('location', sa.String(length=80), nullable=False),
     sa.Column('part_number', sa.String(length=64), nullable=False),
@@ -57,6 +74,8 @@ def upgrade():
     sa.Column('received_at', common.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('received_by', sa.String(length=300), nullable=True),
     sa.Column('received_station', sa.String(length=40), nullable=True),
+    sa.Column('disposition', sa.String(length=24), nullable=True),
+    sa.Column('partner_code', sa.String(length=32), nullable=True),
     sa.Column('status_changed_at', common.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.CheckConstraint("grade IS NULL OR grade IN ('A', 'B', 'C', 'scrap')", name=op.f('ck_units_grade_known')),
@@ -66,8 +85,23 @@ def upgrade():
     )
     with op.batch_alter_table('units', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_units_expected_serial'), ['expected_serial'], unique=False)
+        batch_op.create_index(batch_op.f('ix_units_partner_code'), ['partner_code'], unique=False)
         batch_op.create_index(batch_op.f('ix_units_received_serial'), ['received_serial'], unique=False)
         batch_op.create_index('ix_units_status_changed', ['status', 'status_changed_at'], unique=False)
+
+    op.create_table('shipment_items',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('shipment_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('scanned_at', common.models.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['shipment_id'], ['shipments.id'], name=op.f('fk_shipment_items_shipment_id_shipments')),
+    sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_shipment_items_unit_id_units')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_shipment_items')),
+    sa.UniqueConstraint('shipment_id', 'unit_id', name=op.f('uq_shipment_items_shipment_id_unit_id'))
+    )
+    with op.batch_alter_table('shipment_items', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_shipment_items_unit_id'), ['unit_id'], unique=False)
 
     op.create_table('stock_movements',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -103,13 +137,22 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_stock_movements_part_number'))
 
     op.drop_table('stock_movements')
+    with op.batch_alter_table('shipment_items', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_shipment_items_unit_id'))
+
+    op.drop_table('shipment_items')
     with op.batch_alter_table('units', schema=None) as batch_op:
         batch_op.drop_index('ix_units_status_changed')
         batch_op.drop_index(batch_op.f('ix_units_received_serial'))
+        batch_op.drop_index(batch_op.f('ix_units_partner_code'))
         batch_op.drop_index(batch_op.f('ix_units_expected_serial'))
 
     op.drop_table('units')
     op.drop_table('stock_levels')
+    with op.batch_alter_table('shipments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_shipments_partner_code'))
+
+    op.drop_table('shipments')
     with op.batch_alter_table('scans', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scans_rma_number'))
 
