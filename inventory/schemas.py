@@ -192,3 +192,12 @@ class DiscrepancySchema(ma.Schema):
     received = ma.fields.List(ma.fields.String())
     missing = ma.fields.List(ma.fields.String())
     unexpected = ma.fields.List(ma.fields.String())
+
+
+class PartAccountSchema(ma.Schema):
+    part_number = ma.fields.String()
+    issued = ma.fields.Integer()
+    consumed = ma.fields.Integer()
+    returned = ma.fields.Integer()
+    other_out = ma.fields.Integer(metadata={"description": "scrapped or adjusted away"})
+    on_hand = ma.fields.Integer()

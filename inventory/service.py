@@ -370,3 +370,30 @@ def recent_scans(*, station: str | None, limit: int = 15) -> Iterable[Scan]:
     if station:
         query = query.where(Scan.station == station)
     return db.session.scalars(query).all()
+
+
+def partner_parts_account(partner_code: str) -> list[dict[str, int | str]]:
+    """Per part: issued to the partner, consumed in repairs, returned, and still on hand."""
+    location = f"partner:{partner_code.strip().upper()}"
+    rows: dict[str, dict[str, int | str]] = {}
+
+    def bucket(part_number: str) -> dict[str, int | str]:
+        return rows.setdefault(part_number, {"part_number": part_number, "issued": 0,
+                                             "consumed": 0, "returned": 0, "other_out": 0,
+                                             "on_hand": 0})
+
+    for movement in db.session.scalars(select(StockMovement).where(
+            StockMovement.item_type == "part",
+            (StockMovement.to_location == location) | (StockMovement.from_location == location))):
+        entry = bucket(movement.part_number)
+        if movement.to_location == location:
+            entry["issued"] = int(entry["issued"]) + movement.quantity
+        elif (movement.to_location or "").startswith("consumed:"):
+            entry["consumed"] = int(entry["consumed"]) + movement.quantity
+        elif tracked(movement.to_location):
+            entry["returned"] = int(entry["returned"]) + movement.quantity
+        else:
+            entry["other_out"] = int(entry["other_out"]) + movement.quantity
+    for entry in rows.values():
+        entry["on_hand"] = level(location, str(entry["part_number"]))
+    return sorted(rows.values(), key=lambda e: str(e["part_number"]))

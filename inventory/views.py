@@ -19,6 +19,7 @@ from inventory.schemas import (
     AdjustmentCreateSchema,
     AgingQuerySchema,
     DiscrepancySchema,
+    PartAccountSchema,
     PartMovementCreateSchema,
     PartMovementSchema,
     RouteCreateSchema,
@@ -241,3 +242,11 @@ def manifest(shipment_number: str) -> Any:
 
     shipment = shipments.get_shipment(shipment_number)
     return pdf_response(shipments.manifest_pdf(shipment), f"{shipment.shipment_number}.pdf")
+
+
+@api_bp.route("/partners/<string:partner_code>/parts")
+@roles_required(ADMIN, WAREHOUSE, FINANCE)
+@api_bp.response(200, PartAccountSchema(many=True))
+def partner_parts(partner_code: str) -> Any:
+    """Spare parts issued to a partner and what became of them."""
+    return service.partner_parts_account(partner_code)

@@ -58,6 +58,7 @@ ENDPOINTS = [
     ("POST", "/api/v1/warehouse/shipments/S2345678/scans", {"admin", "warehouse"}),
     ("POST", "/api/v1/warehouse/shipments/S2345678/close", {"admin", "warehouse"}),
     ("GET", "/api/v1/warehouse/shipments/S2345678/manifest.pdf", STAFF),
+    ("GET", "/api/v1/warehouse/partners/OTHER/parts", {"admin", "warehouse", "finance"}),
     ("GET", "/api/v1/rmas/label-batches/nope", {"admin", "support", "warehouse"}),
     ("GET", "/api/v1/rmas/label-batches/nope/labels.pdf", {"admin", "support", "warehouse"}),
 ]

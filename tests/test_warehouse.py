@@ -221,6 +221,9 @@ def test_parts_issued_to_a_partner_are_accounted_for(app):
     assert service.level("partner:SHOP", "BAT-1") == 2
     assert service.level("warehouse:CORES", "BAT-1") == 1
     assert service.verify_levels() == []
+    account = service.partner_parts_account("shop")
+    assert account == [{"part_number": "BAT-1", "issued": 4, "consumed": 1, "returned": 1,
+                        "other_out": 0, "on_hand": 2}]
 
 
 def test_moving_more_parts_than_on_hand_is_refused_and_writes_nothing(client, app):
