@@ -55,7 +55,7 @@ def get_product(sku: str) -> Any:
         }
         for line, part in service.bom_for(product.sku)
     ]
-    return {**ProductSchema().dump(product), "bom": bom}
+    return {**{name: getattr(product, name) for name in ProductSchema().fields}, "bom": bom}
 
 
 @api_bp.route("/parts")

@@ -128,3 +128,17 @@ def test_request_id_is_echoed_or_generated(client):
         "X-Request-ID"] == "abc-12345"
     generated = client.get("/healthz", headers={"X-Request-ID": "bad id;"}).headers["X-Request-ID"]
     assert generated != "bad id;" and len(generated) == 32
+
+
+def test_product_detail_with_its_bom_and_release_date(client, admin):
+    from catalog.importing import run_import
+    from tests.factories import TEST_ACTOR, csv_bytes, load_catalog
+
+    load_catalog()
+    run_import("products", csv_bytes("sku,name,category,warranty_months,released_on",
+                                     "NEW-1,New One,phone,24,2024-02-01"), actor=TEST_ACTOR)
+    run_import("bom", csv_bytes("sku,part_number,max_qty", "NEW-1,MB-1,1"), actor=TEST_ACTOR)
+    body = client.get("/api/v1/products/new-1", headers=admin).json
+    assert body["released_on"] == "2024-02-01"
+    assert body["bom"] == [{"part_number": "MB-1", "description": "Main board",
+                            "unit_cost": "120.00", "max_qty": 1}]
