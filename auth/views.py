@@ -109,7 +109,7 @@ def create_my_token(data: dict[str, Any]) -> Any:
     return {**{name: getattr(issued.token, name) for name in fields}, "token": issued.secret}
 
 
-@api_bp.route("/me/tokens/<int:token_id>", methods=["DELETE"])
+@api_bp.route("/me/tokens/<int(max=2147483647):token_id>", methods=["DELETE"])
 @roles_required(*STAFF_ROLES)
 @api_bp.response(204)
 def revoke_my_token(token_id: int) -> None:

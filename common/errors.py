@@ -209,6 +209,17 @@ def handle_database_unavailable(error: DBAPIError) -> Any:
     )
 
 
+def handle_overflow(error: OverflowError) -> Any:
+    """A number too large for the database is bad input, not a server fault."""
+    from common.extensions import db
+
+    db.session.rollback()
+    if not wants_json():
+        return _html_error(422, "Invalid input", "A number in the request is out of range.")
+    return problem_response(422, title="Invalid input", type_="validation-error",
+                            detail="A number in the request is out of range.")
+
+
 def handle_unexpected(error: Exception) -> Any:
     log.exception("unhandled error", exc_info=error)
     if isinstance(error, HTTPException):
@@ -221,5 +232,6 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(OverflowError, handle_overflow)
     if not app.testing:
         app.register_error_handler(Exception, handle_unexpected)

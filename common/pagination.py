@@ -15,4 +15,7 @@ def paginate(query: Select, pagination_parameters: Any) -> list[Any]:
         select(func.count()).select_from(query.order_by(None).subquery())
     )
     page, size = pagination_parameters.page, pagination_parameters.page_size
-    return list(db.session.scalars(query.offset((page - 1) * size).limit(size)))
+    offset = (page - 1) * size
+    if offset >= pagination_parameters.item_count:
+        return []  # past the end (and no absurd OFFSET sent to the database)
+    return list(db.session.scalars(query.offset(offset).limit(size)))

@@ -69,7 +69,7 @@ def issue_partner_key(data: dict[str, Any], code: str) -> Any:
     return {**{name: getattr(issued.key, name) for name in fields}, "key": issued.secret}
 
 
-@api_bp.route("/partners/<string:code>/keys/<int:key_id>", methods=["DELETE"])
+@api_bp.route("/partners/<string:code>/keys/<int(max=2147483647):key_id>", methods=["DELETE"])
 @roles_required(ADMIN)
 @api_bp.response(204)
 def revoke_partner_key(code: str, key_id: int) -> None:

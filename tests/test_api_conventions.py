@@ -142,3 +142,10 @@ def test_product_detail_with_its_bom_and_release_date(client, admin):
     assert body["released_on"] == "2024-02-01"
     assert body["bom"] == [{"part_number": "MB-1", "description": "Main board",
                             "unit_cost": "120.00", "max_qty": 1}]
+
+
+def test_absurd_numbers_are_client_errors_not_500(client, admin):
+    assert client.delete("/api/v1/me/tokens/703901784478519263232",
+                         headers=admin).status_code == 404
+    page = client.get("/api/v1/partners?page=1065561592614867042304", headers=admin)
+    assert page.status_code == 200 and page.json == []
