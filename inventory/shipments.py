@@ -18,7 +18,8 @@ from inventory.service import get_unit
 from rma.numbers import ALPHABET, check_character, normalize_rma_input, parse_rma_number
 
 # Statuses in which a unit counts towards a partner's load.
-PARTNER_LOAD_STATUSES = ("routed", "shipped_to_partner", "at_partner")
+PARTNER_LOAD_STATUSES = ("routed", "shipped_to_partner", "received_at_partner", "diagnosing",
+                         "awaiting_parts", "repairing")
 ROUTABLE = ("received", "on_hold", "routed", "returned_from_partner")
 
 
@@ -170,7 +171,8 @@ def _add(shipment: Shipment, rma_number: str) -> ShipmentItem:
 
 def send_shipment(*, shipment_number: str, actor: Actor) -> Shipment:
     """Hand an outgoing shipment to the carrier: every unit moves to transit, once."""
-    from claims.service import record_customer_step
+    from partners.repairs import open_repair
+    from partners.service import get_partner
 
     shipment = get_shipment(shipment_number)
     if shipment.direction != "to_partner":
@@ -195,7 +197,8 @@ def send_shipment(*, shipment_number: str, actor: Actor) -> Shipment:
         unit.location, unit.status, unit.status_changed_at = transit, "shipped_to_partner", now
         unit.version += 1
         item.state = "sent"
-        record_customer_step(claim_id=unit.rma.claim_id, kind="at_partner", actor=actor)
+        open_repair(unit_id=unit.id, partner_id=get_partner(shipment.partner_code).id,
+                    shipment_number=shipment.shipment_number, actor=actor)
     record_event(entity_type="shipment", entity_id=shipment.shipment_number,
                  action="shipment.sent", actor=actor,
                  data={"units": [i.unit.rma.rma_number for i in shipment.items]})

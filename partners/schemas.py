@@ -42,3 +42,29 @@ class PartnerKeySchema(CredentialSchema):
 
 class IssuedPartnerKeySchema(PartnerKeySchema):
     key = ma.fields.String(metadata={"description": "The secret; shown only this once"})
+
+
+class PartnerUnitSchema(ma.Schema):
+    rma_number = ma.fields.String()
+    sku = ma.fields.String(allow_none=True)
+    serial_number = ma.fields.String()
+    status = ma.fields.String()
+    version = ma.fields.Integer()
+    allowed_next = ma.fields.List(ma.fields.String())
+    shipment_number = ma.fields.String(allow_none=True)
+    updated_at = ma.fields.DateTime()
+
+
+class PartnerUnitQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    status = ma.fields.String(validate=ma.validate.Length(max=24))
+
+
+class PartnerUnitUpdateSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    status = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=24))
+    note = ma.fields.String(load_default=None, validate=ma.validate.Length(max=2000))

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask_login import current_user
 from flask_smorest import Blueprint
 
 from auth.access import roles_required
 from auth.roles import ADMIN, FINANCE, PARTNER, SUPPORT, WAREHOUSE
+from common.errors import ValidationFailed
 from common.extensions import db
 from common.pagination import paginate
-from partners import service
-from partners.models import Partner
+from partners import repair_states, repairs, service
+from partners.models import Partner, Repair
 from partners.schemas import (
     IssuedPartnerKeySchema,
     PartnerCreateSchema,
     PartnerKeyCreateSchema,
     PartnerKeySchema,
     PartnerSchema,
+    PartnerUnitQuerySchema,
+    PartnerUnitSchema,
+    PartnerUnitUpdateSchema,
 )
 
 api_bp = Blueprint("partners", __name__, url_prefix="/api/v1", description="Service partners")
@@ -83,3 +88,68 @@ def revoke_partner_key(code: str, key_id: int) -> None:
 def my_partner() -> Any:
     """The calling partner's own record (partner keys and partner users)."""
     return db.session.get(Partner, current_user.partner_id)
+
+
+# --- the partner's own units -------------------------------------------------------------------
+
+IF_MATCH = {"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"},
+            "description": 'The ETag from the last read, e.g. "3"'}
+
+
+def _unit_view(repair: Repair) -> dict[str, Any]:
+    unit = repair.unit
+    return {"rma_number": unit.rma.rma_number, "sku": unit.sku,
+            "serial_number": unit.received_serial or unit.expected_serial,
+            "status": repair.status, "version": repair.version,
+            "allowed_next": list(repair_states.allowed_next(repair.status)),
+            "shipment_number": repair.shipment_number, "updated_at": repair.updated_at}
+
+
+def _with_etag(repair: Repair) -> tuple[dict[str, Any], int, dict[str, str]]:
+    return _unit_view(repair), 200, {"ETag": f'"{repair.version}"'}
+
+
+def _if_match_version() -> int | None:
+    raw = request.headers.get("If-Match", "").strip()
+    if not raw:
+        return None
+    raw = raw.removeprefix("W/").strip('"')
+    if not raw.isdigit() or len(raw) > 9:
+        raise ValidationFailed("bad If-Match", errors={"If-Match": ['an ETag such as "3"']})
+    return int(raw)
+
+
+@api_bp.route("/partner/units")
+@roles_required(PARTNER)
+@api_bp.arguments(PartnerUnitQuerySchema, location="query")
+@api_bp.response(200, PartnerUnitSchema(many=True))
+@api_bp.paginate()
+def partner_units(query: dict[str, Any], pagination_parameters: Any) -> Any:
+    """The calling partner's units (never another partner's), filterable by status."""
+    stmt = repairs.repairs_query(partner_id=current_user.partner_id, status=query.get("status"))
+    return [_unit_view(r) for r in paginate(stmt, pagination_parameters)]
+
+
+@api_bp.route("/partner/units/<string:rma_number>")
+@roles_required(PARTNER)
+@api_bp.response(200, PartnerUnitSchema)
+def partner_unit(rma_number: str) -> Any:
+    """One of the partner's units, with its ETag for a later update."""
+    return _with_etag(repairs.get_repair(rma_number=rma_number,
+                                         partner_id=current_user.partner_id))
+
+
+@api_bp.route("/partner/units/<string:rma_number>", methods=["PATCH"])
+@roles_required(PARTNER)
+@api_bp.arguments(PartnerUnitUpdateSchema)
+@api_bp.doc(parameters=[IF_MATCH])
+@api_bp.response(200, PartnerUnitSchema)
+@api_bp.alt_response(409, description="Illegal transition; the allowed next statuses listed")
+@api_bp.alt_response(412, description="Stale version: read the unit again")
+@api_bp.alt_response(428, description="If-Match missing")
+def update_partner_unit(data: dict[str, Any], rma_number: str) -> Any:
+    """Move the unit through repair (received, diagnosing, ... shipped back)."""
+    repair = repairs.change_status(
+        rma_number=rma_number, partner_id=current_user.partner_id, target=data["status"],
+        expected_version=_if_match_version(), note=data["note"], actor=current_user.actor)
+    return _with_etag(repair)

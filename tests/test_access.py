@@ -27,6 +27,9 @@ ENDPOINTS = [
     ("POST", "/api/v1/partners/OTHER/keys", {"admin"}),
     ("DELETE", "/api/v1/partners/OTHER/keys/999", {"admin"}),
     ("GET", "/api/v1/partner/profile", {"partner"}),
+    ("GET", "/api/v1/partner/units", {"partner"}),
+    ("GET", "/api/v1/partner/units/R23456789A", {"partner"}),
+    ("PATCH", "/api/v1/partner/units/R23456789A", {"partner"}),
     ("GET", "/api/v1/products", STAFF),
     ("GET", "/api/v1/products/PH-1", STAFF),
     ("GET", "/api/v1/parts", STAFF),
@@ -78,7 +81,7 @@ def _call(client, method: str, path: str, headers: dict | None = None):
     if method == "POST" and "/imports/" in path:
         kwargs["data"] = b"part_number,description,unit_cost\n"
         kwargs["content_type"] = "text/csv"
-    elif method == "POST":
+    elif method in ("POST", "PATCH"):
         kwargs["json"] = {}
     return client.open(path, method=method, **kwargs)
 
