@@ -93,7 +93,7 @@ def test_full_repair_path_with_etags_and_customer_updates(client, setup):
 
 
 @pytest.mark.parametrize("current", list(states.TRANSITIONS))
-def test_every_illegal_transition_is_409_with_the_allowed_ones(current):
+def test_can_move_follows_the_transition_table(current):
     for target in states.STATUSES:
         assert states.can_move(current, target) == (target in states.TRANSITIONS[current])
 
