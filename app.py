@@ -81,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
     from common.views import bp as core_pages
     from inventory.pages import bp as warehouse_pages
     from inventory.views import api_bp as warehouse_api
+    from partners.pages import bp as partner_portal
     from partners.views import api_bp as partners_api
     from rma.views import api_bp as rmas_api
 
@@ -88,6 +89,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_pages)
     app.register_blueprint(claims_pages)
     app.register_blueprint(warehouse_pages)
+    app.register_blueprint(partner_portal)
     api_blueprints = (identity_api, partners_api, catalog_api, audit_api, claims_api, rmas_api,
                       warehouse_api)
     for blueprint in api_blueprints:

@@ -153,3 +153,44 @@ def test_two_concurrent_updates_one_wins_the_other_is_stale(make_app):
         count = len(db.session.scalars(select(RepairEvent).where(
             RepairEvent.to_status == "received_at_partner")).all())
         assert count == 1
+
+
+def _login(client, email: str) -> None:
+    from tests.conftest import csrf_token_from
+    from tests.factories import PASSWORD
+
+    page = client.get("/login").get_data(as_text=True)
+    client.post("/login", data={"email": email, "password": PASSWORD,
+                                "csrf_token": csrf_token_from(page)})
+
+
+def test_partner_portal_shows_own_units_and_moves_them(client, setup):
+    from tests.conftest import csrf_token_from
+    from tests.factories import make_user
+
+    make_user("partner", email="tech@mine.example", partner_code="MINE")
+    _login(client, "tech@mine.example")
+    page = client.get("/partner/units").get_data(as_text=True)
+    for number in setup["numbers"]:
+        assert number in page
+    assert setup["theirs"][0] not in page
+    number = setup["numbers"][0]
+    moved = client.post(f"/partner/units/{number}", data={
+        "csrf_token": csrf_token_from(page), "version": "1", "status": "received_at_partner"})
+    assert moved.status_code == 302
+    stale = client.post(f"/partner/units/{number}", data={
+        "csrf_token": csrf_token_from(page), "version": "1", "status": "diagnosing"},
+        follow_redirects=True)
+    assert "changed by someone else" in stale.get_data(as_text=True)
+    foreign = client.post(f"/partner/units/{setup['theirs'][0]}", data={
+        "csrf_token": csrf_token_from(page), "version": "1", "status": "received_at_partner"},
+        follow_redirects=True)
+    assert "no unit" in foreign.get_data(as_text=True)
+
+
+def test_staff_cannot_open_the_partner_portal(client, setup):
+    from tests.factories import make_user
+
+    make_user("admin", email="boss@example.test")
+    _login(client, "boss@example.test")
+    assert client.get("/partner/units").status_code == 403
