@@ -251,6 +251,18 @@ def move_parts(*, part_number: str, quantity: int, from_location: str | None,
                to_location: str | None, reason: str, actor: Actor,
                reference: str | None = None, note: str | None = None) -> StockMovement:
     """Move parts between locations; refused (409) when the source has too few on hand."""
+    movement = record_part_movement(part_number=part_number, quantity=quantity,
+                                    from_location=from_location, to_location=to_location,
+                                    reason=reason, actor=actor, reference=reference, note=note)
+    db.session.commit()
+    return movement
+
+
+def record_part_movement(*, part_number: str, quantity: int, from_location: str | None,
+                         to_location: str | None, reason: str, actor: Actor,
+                         reference: str | None = None,
+                         note: str | None = None) -> StockMovement:
+    """``move_parts`` inside the caller's transaction (it commits or rolls back)."""
     part_number = part_number.strip().upper()
     if db.session.scalar(select(Part.id).where(Part.part_number == part_number)) is None:
         raise ValidationFailed("unknown part", errors={"part_number": ["not in the catalog"]})
@@ -285,7 +297,6 @@ def move_parts(*, part_number: str, quantity: int, from_location: str | None,
                  actor=actor, reason=note,
                  data={"quantity": quantity, "from": from_location, "to": to_location,
                        "reference": reference})
-    db.session.commit()
     return movement
 
 

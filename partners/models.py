@@ -1,10 +1,20 @@
-"""Service partners and their API keys."""
+"""Service partners, their API keys, repairs, repair reports and payable lines."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from common.extensions import db
@@ -23,6 +33,8 @@ class Partner(db.Model):
     contact_email: Mapped[str | None] = mapped_column(String(254))
     contact_phone: Mapped[str | None] = mapped_column(String(40))
     sla_days: Mapped[int] = mapped_column(Integer, nullable=False, default=10)
+    labor_rate_per_hour: Mapped[Decimal] = mapped_column(Numeric(10, 2), nullable=False,
+                                                         default=Decimal("60.00"))
     active: Mapped[bool] = mapped_column(nullable=False, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
@@ -80,3 +92,70 @@ class RepairEvent(db.Model):
     actor: Mapped[str] = mapped_column(String(300), nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class RepairReport(db.Model):
+    """A partner's report and claim for payment on one repair: diagnosis, DOA, parts, labor."""
+
+    __tablename__ = "repair_reports"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    repair_id: Mapped[int] = mapped_column(ForeignKey("repairs.id"), unique=True, nullable=False)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), nullable=False,
+                                            index=True)
+    diagnosis_code: Mapped[str] = mapped_column(String(40), nullable=False)
+    doa: Mapped[bool] = mapped_column(nullable=False, default=False)
+    doa_evidence: Mapped[str | None] = mapped_column(Text)
+    labor_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    labor_rate_per_hour: Mapped[Decimal] = mapped_column(Numeric(10, 2), nullable=False)
+    parts_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    labor_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    claimed_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    flags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="submitted")
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(300))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+
+    repair = relationship(Repair, lazy="joined")
+    lines = relationship("RepairReportLine", order_by="RepairReportLine.id", lazy="selectin")
+
+    __table_args__ = (
+        CheckConstraint("labor_minutes >= 0", name="labor_nonnegative"),
+        CheckConstraint("status IN ('submitted', 'approved', 'rejected', 'withheld')",
+                        name="status_known"),
+    )
+
+
+class RepairReportLine(db.Model):
+    """One spare part claimed as used, priced from the catalog at submission."""
+
+    __tablename__ = "repair_report_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("repair_reports.id"), nullable=False,
+                                           index=True)
+    part_number: Mapped[str] = mapped_column(String(64), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    unit_cost: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    in_bom: Mapped[bool] = mapped_column(nullable=False)
+
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+
+class PayableLine(db.Model):
+    """An approved repair report owed to the partner for one accounting period."""
+
+    __tablename__ = "payable_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("repair_reports.id"), unique=True,
+                                           nullable=False)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), nullable=False)
+    period: Mapped[str] = mapped_column(String(7), nullable=False)  # YYYY-MM
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+    __table_args__ = (db.Index("ix_payable_lines_partner_period", "partner_id", "period"),)

@@ -68,3 +68,89 @@ class PartnerUnitUpdateSchema(ma.Schema):
 
     status = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=24))
     note = ma.fields.String(load_default=None, validate=ma.validate.Length(max=2000))
+
+
+class UsedPartSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    part_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    quantity = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=100))
+
+
+class RepairReportCreateSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    diagnosis_code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    doa = ma.fields.Boolean(load_default=False)
+    doa_evidence = ma.fields.String(load_default=None, validate=ma.validate.Length(max=5000))
+    parts = ma.fields.List(ma.fields.Nested(UsedPartSchema), load_default=list,
+                           validate=ma.validate.Length(max=50))
+    labor_minutes = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0,
+                                                                                  max=10000))
+    insist_outside_bom = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "keep parts outside the BOM or above its maximum (flagged)"})
+
+
+class ReportLineSchema(ma.Schema):
+    part_number = ma.fields.String()
+    quantity = ma.fields.Integer()
+    unit_cost = ma.fields.Decimal(as_string=True)
+    amount = ma.fields.Decimal(as_string=True)
+    in_bom = ma.fields.Boolean()
+
+
+class RepairReportSchema(ma.Schema):
+    id = ma.fields.Integer()
+    rma_number = ma.fields.Function(lambda r: r.repair.unit.rma.rma_number)
+    partner_code = ma.fields.Function(lambda r: r.repair.partner.code)
+    diagnosis_code = ma.fields.String()
+    doa = ma.fields.Boolean()
+    doa_evidence = ma.fields.String(allow_none=True)
+    labor_minutes = ma.fields.Integer()
+    parts_amount = ma.fields.Decimal(as_string=True)
+    labor_amount = ma.fields.Decimal(as_string=True)
+    claimed_amount = ma.fields.Decimal(as_string=True)
+    flags = ma.fields.List(ma.fields.String())
+    status = ma.fields.String()
+    submitted_at = ma.fields.DateTime()
+    decided_at = ma.fields.DateTime(allow_none=True)
+    decision_note = ma.fields.String(allow_none=True)
+    lines = ma.fields.List(ma.fields.Nested(ReportLineSchema))
+
+
+class ReportQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    status = ma.fields.String(validate=ma.validate.OneOf(
+        ["submitted", "approved", "rejected", "withheld"]))
+    partner_code = ma.fields.String(validate=ma.validate.Length(max=32))
+
+
+class ReportDecisionSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    decision = ma.fields.String(required=True,
+                                validate=ma.validate.OneOf(["approve", "reject", "withhold"]))
+    note = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2000))
+
+
+class PayableQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    partner_code = ma.fields.String(validate=ma.validate.Length(max=32))
+    period = ma.fields.String(validate=ma.validate.Regexp(r"^\d{4}-\d{2}$"))
+    format = ma.fields.String(validate=ma.validate.OneOf(["json", "csv"]))
+
+
+class PayableLineSchema(ma.Schema):
+    report_id = ma.fields.Integer()
+    partner_code = ma.fields.String()
+    rma_number = ma.fields.String()
+    period = ma.fields.String()
+    amount = ma.fields.Decimal(as_string=True)

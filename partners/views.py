@@ -13,7 +13,7 @@ from auth.roles import ADMIN, FINANCE, PARTNER, SUPPORT, WAREHOUSE
 from common.errors import ValidationFailed
 from common.extensions import db
 from common.pagination import paginate
-from partners import repair_states, repairs, service
+from partners import repair_states, repairs, reports, service
 from partners.models import Partner, Repair
 from partners.schemas import (
     IssuedPartnerKeySchema,
@@ -24,6 +24,12 @@ from partners.schemas import (
     PartnerUnitQuerySchema,
     PartnerUnitSchema,
     PartnerUnitUpdateSchema,
+    PayableLineSchema,
+    PayableQuerySchema,
+    RepairReportCreateSchema,
+    RepairReportSchema,
+    ReportDecisionSchema,
+    ReportQuerySchema,
 )
 
 api_bp = Blueprint("partners", __name__, url_prefix="/api/v1", description="Service partners")
@@ -153,3 +159,65 @@ def update_partner_unit(data: dict[str, Any], rma_number: str) -> Any:
         rma_number=rma_number, partner_id=current_user.partner_id, target=data["status"],
         expected_version=_if_match_version(), note=data["note"], actor=current_user.actor)
     return _with_etag(repair)
+
+
+@api_bp.route("/partner/units/<string:rma_number>/report", methods=["POST"])
+@roles_required(PARTNER)
+@api_bp.arguments(RepairReportCreateSchema)
+@api_bp.response(201, RepairReportSchema)
+@api_bp.alt_response(409, description="Already reported, not reportable yet, or not enough "
+                                      "consignment stock")
+def submit_report(data: dict[str, Any], rma_number: str) -> Any:
+    """Report a repair and claim payment: parts from the BOM and your stock, labor minutes."""
+    return reports.submit_report(rma_number=rma_number, partner_id=current_user.partner_id,
+                                 actor=current_user.actor, **data)
+
+
+@api_bp.route("/finance/repair-reports")
+@roles_required(ADMIN, FINANCE)
+@api_bp.arguments(ReportQuerySchema, location="query")
+@api_bp.response(200, RepairReportSchema(many=True))
+@api_bp.paginate()
+def list_reports(query: dict[str, Any], pagination_parameters: Any) -> Any:
+    """Repair reports for finance, newest first."""
+    partner_id = service.get_partner(query["partner_code"]).id \
+        if query.get("partner_code") else None
+    return paginate(reports.reports_query(status=query.get("status"), partner_id=partner_id),
+                    pagination_parameters)
+
+
+@api_bp.route("/finance/repair-reports/<int(max=2147483647):report_id>/decision",
+              methods=["POST"])
+@roles_required(ADMIN, FINANCE)
+@api_bp.arguments(ReportDecisionSchema)
+@api_bp.response(200, RepairReportSchema)
+@api_bp.alt_response(409, description="Already decided")
+def decide_report(data: dict[str, Any], report_id: int) -> Any:
+    """Approve into this month's payables, reject, or withhold (under investigation)."""
+    return reports.decide_report(report_id=report_id, actor=current_user.actor, **data)
+
+
+@api_bp.route("/finance/payables")
+@roles_required(ADMIN, FINANCE)
+@api_bp.arguments(PayableQuerySchema, location="query")
+@api_bp.response(200, PayableLineSchema(many=True))
+@api_bp.doc(responses={"200": {"description": "JSON, or CSV with ?format=csv",
+                               "content": {"text/csv": {"schema": {"type": "string"}}}}})
+def payables(query: dict[str, Any]) -> Any:
+    """Approved amounts owed per partner and period (CSV for accounting)."""
+    from common.csv_export import csv_response
+    from partners.models import RepairReport
+
+    partner_id = service.get_partner(query["partner_code"]).id \
+        if query.get("partner_code") else None
+    lines = reports.payables(partner_id=partner_id, period=query.get("period"))
+    rows = []
+    for line in lines:
+        report = db.session.get(RepairReport, line.report_id)
+        rows.append({"report_id": line.report_id, "partner_code": report.repair.partner.code,
+                     "rma_number": report.repair.unit.rma.rma_number, "period": line.period,
+                     "amount": line.amount})
+    if query.get("format") == "csv":
+        columns = ("report_id", "partner_code", "rma_number", "period", "amount")
+        return csv_response(columns, ([r[c] for c in columns] for r in rows), "payables.csv")
+    return rows
