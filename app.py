@@ -61,6 +61,7 @@ def _import_models() -> None:
     import common.jobs  # noqa: F401
     import inventory.models  # noqa: F401
     import messaging.models  # noqa: F401
+    import partners.importing  # noqa: F401 - registers the partners and repairs import kinds
     import partners.models  # noqa: F401
     import rma.models  # noqa: F401
 

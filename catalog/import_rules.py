@@ -28,6 +28,8 @@ class ImportContext:
     today: date
     skus: set[str] = field(default_factory=set)
     part_numbers: set[str] = field(default_factory=set)
+    # Sets other domains' kinds need (e.g. partner codes), loaded by registered loaders.
+    extra: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _text(
@@ -237,3 +239,8 @@ KINDS: dict[str, KindRules] = {
         validate_purchase,
     ),
 }
+
+
+def register_kind(rules: KindRules) -> None:
+    """Let another domain add an import kind (its table is registered in catalog.importing)."""
+    KINDS[rules.kind] = rules

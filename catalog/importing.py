@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -38,6 +38,22 @@ _TABLES: dict[str, Table] = {
     "purchases": Purchase.__table__,
 }
 _ENTITY = {"products": "product", "parts": "part", "bom": "bom_line", "purchases": "purchase"}
+_CONTEXT_LOADERS: dict[str, Callable[[], set[str]]] = {}
+_ENRICHERS: dict[str, Callable[[list[dict], ImportReport], None]] = {}
+
+
+def register_table(kind: str, table: Table, entity: str, *,
+                   enrich: Callable[[list[dict], ImportReport], None] | None = None) -> None:
+    """Where another domain's kind is written; ``enrich`` completes new rows before insert."""
+    _TABLES[kind] = table
+    _ENTITY[kind] = entity
+    if enrich is not None:
+        _ENRICHERS[kind] = enrich
+
+
+def register_context(name: str, loader: Callable[[], set[str]]) -> None:
+    """A set the row rules need from the database (``ImportContext.extra[name]``)."""
+    _CONTEXT_LOADERS[name] = loader
 
 
 class ImportFileError(Exception):
@@ -189,6 +205,7 @@ def _context() -> ImportContext:
         today=datetime.now(UTC).date(),
         skus=set(db.session.scalars(select(Product.sku))),
         part_numbers=set(db.session.scalars(select(Part.part_number))),
+        extra={name: loader() for name, loader in _CONTEXT_LOADERS.items()},
     )
 
 
@@ -231,8 +248,11 @@ def _write_chunk(
         key = rules.key_of(record)
         current = existing.get(key)
         if current is None:
-            values = dict(record, created_at=now, updated_at=now)
-            if rules.kind == "purchases":
+            values = dict(record)
+            for stamp in ("created_at", "updated_at"):
+                if stamp in table.c:
+                    values[stamp] = now
+            if "import_id" in table.c:
                 values["import_id"] = report.import_id
             new_rows.append(values)
             continue
@@ -247,7 +267,8 @@ def _write_chunk(
         db.session.execute(
             table.update()
             .where(*(column == value for column, value in zip(key_columns, key, strict=True)))
-            .values({**{name: new for name, (_, new) in changes.items()}, "updated_at": now})
+            .values({**{name: new for name, (_, new) in changes.items()},
+                     **({"updated_at": now} if "updated_at" in table.c else {})})
         )
         report.updated += 1
         record_event(
@@ -258,6 +279,8 @@ def _write_chunk(
             reason=f"import {report.import_id} row {row_number}",
             data={name: {"before": old, "after": new} for name, (old, new) in changes.items()},
         )
+    if new_rows and rules.kind in _ENRICHERS:
+        _ENRICHERS[rules.kind](new_rows, report)
     inserted = _insert_ignoring_conflicts(table, rules, new_rows)
     report.inserted += len(inserted)
     lost = [

@@ -77,7 +77,7 @@ def list_purchases(filters: dict[str, Any], pagination_parameters: Any) -> Any:
     return paginate(service.purchases_query(**filters), pagination_parameters)
 
 
-@api_bp.route("/imports/<any(products, parts, bom, purchases):kind>", methods=["POST"])
+@api_bp.route("/imports/<string:kind>", methods=["POST"])
 @roles_required(ADMIN)
 @api_bp.doc(requestBody=CSV_BODY)
 @api_bp.response(200, ImportReportSchema)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     ForeignKey,
     Integer,
     Numeric,
@@ -159,3 +160,31 @@ class PayableLine(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
     __table_args__ = (db.Index("ix_payable_lines_partner_period", "partner_id", "period"),)
+
+
+class HistoricRepair(db.Model):
+    """A repair claim imported from an older system (the history fraud scoring learns from)."""
+
+    __tablename__ = "historic_repairs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    partner_code: Mapped[str] = mapped_column(ForeignKey("partners.code"), nullable=False)
+    serial_number: Mapped[str] = mapped_column(String(64), nullable=False)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), nullable=False)
+    rma_number: Mapped[str | None] = mapped_column(String(16))
+    received_date: Mapped[date] = mapped_column(Date, nullable=False)
+    completed_date: Mapped[date] = mapped_column(Date, nullable=False)
+    doa: Mapped[bool] = mapped_column(nullable=False)
+    parts: Mapped[list[dict]] = mapped_column(JSON, nullable=False, default=list)
+    labor_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    claimed_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    # Kept, not refused, when the serial is not a registered purchase: a fraud signal.
+    serial_registered: Mapped[bool] = mapped_column(nullable=False, default=True)
+    import_id: Mapped[str | None] = mapped_column(String(36))
+
+    __table_args__ = (
+        db.UniqueConstraint("partner_code", "serial_number", "received_date"),
+        db.Index("ix_historic_repairs_partner_sku", "partner_code", "sku"),
+        CheckConstraint("completed_date >= received_date", name="completed_after_received"),
+        CheckConstraint("labor_minutes >= 0", name="labor_nonnegative"),
+    )

@@ -785,10 +785,12 @@ def test_the_api_rejects_an_empty_body_with_problem_details(app, client):
     assert "file" in response.json["errors"]
 
 
-def test_the_api_has_no_route_for_an_unknown_kind(app, client):
+def test_an_unknown_kind_is_refused_naming_the_kinds(app, client):
     response = post_csv(client, b"x\n", bearer(staff_token("admin")), "/api/v1/imports/users")
 
-    assert response.status_code == 404
+    assert response.status_code == 422
+    assert "repairs" in response.json["errors"]["kind"][0]
+    assert count(ImportRun) == 0
 
 
 @pytest.mark.parametrize("role", ["support", "warehouse", "finance"])

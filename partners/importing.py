@@ -1,0 +1,124 @@
+"""CSV import kinds for partners and historic repair claims (through the catalog engine)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import select
+
+from catalog.import_rules import (  # the shared row parsers
+    ImportContext,
+    KindRules,
+    RowErrors,
+    _code,
+    _date,
+    _int,
+    _text,
+    register_kind,
+)
+from catalog.importing import ImportReport, register_context, register_table
+from catalog.models import Purchase
+from common.extensions import db
+from partners.models import HistoricRepair, Partner
+
+_PARTS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._/-]*)\s*:\s*(\d{1,3})\s*$")
+_TRUE = {"true", "1", "yes", "y"}
+_FALSE = {"false", "0", "no", "n", ""}
+
+
+def validate_partner(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | None, RowErrors]:
+    errors: RowErrors = []
+    country = _text(raw, "country", errors, required=True, max_len=2)
+    if country is not None and not re.fullmatch(r"[A-Za-z]{2}", country):
+        errors.append(("country", "must be an ISO 3166-1 alpha-2 code such as SE"))
+    code = _code(raw, "code", errors)
+    if code is not None and len(code) > 32:
+        errors.append(("code", "is longer than 32 characters"))
+    record = {
+        "code": code,
+        "name": _text(raw, "name", errors, required=True, max_len=200),
+        "country": country.upper() if country else None,
+        "contact_email": _text(raw, "contact_email", errors, required=False, max_len=254),
+        "sla_days": _int(raw, "sla_days", errors, required=False, minimum=1, maximum=365) or 10,
+    }
+    return (None, errors) if errors else (record, errors)
+
+
+def validate_repair(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | None, RowErrors]:
+    errors: RowErrors = []
+    partner = _code(raw, "partner_code", errors)
+    if partner and partner not in ctx.extra.get("partner_codes", set()):
+        errors.append(("partner_code", f"unknown partner {partner}; import partners first"))
+    sku = _code(raw, "sku", errors)
+    if sku and sku not in ctx.skus:
+        errors.append(("sku", f"unknown SKU {sku}; import products first"))
+    received = _date(raw, "received_date", errors, ctx, required=True)
+    completed = _date(raw, "completed_date", errors, ctx, required=True)
+    if received and completed and completed < received:
+        errors.append(("completed_date", "is before received_date"))
+    doa_raw = (raw.get("doa") or "").strip().lower()
+    if doa_raw not in _TRUE | _FALSE:
+        errors.append(("doa", "must be true or false"))
+    parts = []
+    for item in filter(None, (p.strip() for p in (raw.get("parts") or "").split(";"))):
+        match = _PARTS.match(item)
+        if not match or int(match.group(2)) < 1:
+            errors.append(("parts", f"{item[:30]!r} is not PART:QTY"))
+            continue
+        number = match.group(1).upper()
+        if number not in ctx.part_numbers:
+            errors.append(("parts", f"unknown part {number}"))
+            continue
+        parts.append({"part_number": number, "quantity": int(match.group(2))})
+    amount = _amount(raw.get("claimed_amount"), errors)
+    rma = (raw.get("rma_number") or "").strip().upper() or None
+    record = {
+        "partner_code": partner, "serial_number": _code(raw, "serial_number", errors), "sku": sku,
+        "rma_number": rma[:16] if rma else None, "received_date": received,
+        "completed_date": completed, "doa": doa_raw in _TRUE, "parts": parts,
+        "labor_minutes": _int(raw, "labor_minutes", errors, required=True, minimum=0,
+                              maximum=10_000),
+        "claimed_amount": amount,
+    }
+    return (None, errors) if errors else (record, errors)
+
+
+def _amount(value: str | None, errors: RowErrors) -> Decimal | None:
+    text = (value or "").strip()
+    if not text:
+        errors.append(("claimed_amount", "is required"))
+        return None
+    try:
+        amount = Decimal(text)
+        if not amount.is_finite() or amount < 0 or amount > Decimal("9999999999.99"):
+            raise InvalidOperation
+    except InvalidOperation:
+        errors.append(("claimed_amount", f"must be a non-negative amount, got {text[:20]!r}"))
+        return None
+    return amount.quantize(Decimal("0.01"))
+
+
+def _flag_unregistered(rows: list[dict], report: ImportReport) -> None:
+    """Mark rows whose serial is not a registered purchase (kept, but a fraud signal)."""
+    serials = {row["serial_number"] for row in rows}
+    registered = set(db.session.scalars(
+        select(Purchase.serial_number).where(Purchase.serial_number.in_(serials))))
+    for row in rows:
+        row["serial_registered"] = row["serial_number"] in registered
+
+
+register_kind(KindRules("partners", ("code", "name", "country"), ("contact_email", "sla_days"),
+                        ("code",), validate_partner))
+register_kind(KindRules(
+    "repairs",
+    ("partner_code", "serial_number", "sku", "received_date", "completed_date", "doa", "parts",
+     "labor_minutes", "claimed_amount"),
+    ("rma_number",),
+    ("partner_code", "serial_number", "received_date"),
+    validate_repair,
+))
+register_table("partners", Partner.__table__, "partner")
+register_table("repairs", HistoricRepair.__table__, "historic_repair", enrich=_flag_unregistered)
+register_context("partner_codes", lambda: set(db.session.scalars(select(Partner.code))))
