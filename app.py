@@ -69,6 +69,7 @@ def _import_models() -> None:
 def _import_jobs() -> None:
     import audit.jobs  # noqa: F401
     import messaging.jobs  # noqa: F401
+    import partners.jobs  # noqa: F401
     import rma.jobs  # noqa: F401
 
 
@@ -111,7 +112,7 @@ def register_commands(app: Flask) -> None:
     from catalog.cli import import_command
     from common.cli import outbox_cli, worker_command
     from demo.cli import demo_command
-    from partners.cli import partners_cli
+    from partners.cli import partners_cli, sla_cli
 
     for command in (
         audit_cli,
@@ -122,6 +123,7 @@ def register_commands(app: Flask) -> None:
         outbox_cli,
         worker_command,
         demo_command,
+        sla_cli,
     ):
         app.cli.add_command(command)
 

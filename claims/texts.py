@@ -65,6 +65,7 @@ TIMELINE = {
     "replaced": _l("A replacement unit is on its way"),
     "refunded": _l("Your refund has been issued"),
     "shipped_back": _l("Your unit has been shipped back to you"),
+    "delayed": _l("Your repair is taking longer than planned; we are following it up"),
     "closed": _l("Claim closed"),
 }
 

@@ -105,6 +105,8 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "REVIEW_DAYS": _env_int("REVIEW_DAYS", 2),
         "RMA_SEND_WITHIN_DAYS": _env_int("RMA_SEND_WITHIN_DAYS", 30),
         "INSPECTION_DAYS": _env_int("INSPECTION_DAYS", 3),
+        "SUPPORT_EMAIL": os.environ.get("SUPPORT_EMAIL", "support@aftercare.invalid"),
+        "SLA_ESCALATE_AFTER_DAYS": _env_int("SLA_ESCALATE_AFTER_DAYS", 2),
         "RETURN_TO_ADDRESS": tuple(
             line.strip()
             for line in os.environ.get(

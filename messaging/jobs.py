@@ -43,8 +43,20 @@ def send_message(*, outbox_id: int, message_id: int) -> None:
     db.session.commit()
 
 
+# Messages to partners and the support team (English only, like the staff pages).
+STAFF_SUBJECTS = {
+    "sla_at_risk": "SLA at risk: unit %(rma_number)s at %(partner_code)s",
+    "sla_breached": "SLA breached: unit %(rma_number)s at %(partner_code)s",
+    "sla_escalated": "SLA escalation: unit %(rma_number)s at %(partner_code)s",
+}
+
+
 def render_message(message: Message) -> tuple[str, str]:
     """Subject and plain-text body, rendered once in the recipient's language."""
+    if message.kind in STAFF_SUBJECTS:
+        params = dict(message.params)
+        subject = STAFF_SUBJECTS[message.kind] % params
+        return subject, render_template(f"emails/{message.kind}.txt", params=params)
     with force_locale(message.language):
         params = dict(message.params)
         subject = str(EMAIL_SUBJECTS[message.kind]) % {

@@ -59,3 +59,16 @@ def revoke_key_command(code: str, key_id: int, reason: str) -> None:
     except DomainError as error:
         fail(error)
     click.echo(f"revoked key {key_id} of {code}", err=True)
+
+
+sla_cli = AppGroup("sla", help="Partner SLA clocks.")
+
+
+@sla_cli.command("check")
+def sla_check_command() -> None:
+    """Run the SLA check once (the same work as the scheduled job)."""
+    from partners.jobs import sla_settings
+    from partners.sla_service import check_slas
+
+    counts = check_slas(settings=sla_settings())
+    click.echo(", ".join(f"{level}: {count}" for level, count in counts.items()))

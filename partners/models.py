@@ -74,6 +74,13 @@ class Repair(db.Model):
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    # SLA clock: runs from receipt at the partner to shipping back, minus paused time.
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    sla_level: Mapped[str] = mapped_column(String(12), nullable=False, default="ok")
 
     unit = relationship("Unit", lazy="joined")
     partner = relationship(Partner, lazy="joined")
@@ -188,3 +195,17 @@ class HistoricRepair(db.Model):
         CheckConstraint("completed_date >= received_date", name="completed_after_received"),
         CheckConstraint("labor_minutes >= 0", name="labor_nonnegative"),
     )
+
+
+class SlaAlert(db.Model):
+    """One SLA level reached by one repair; unique, so re-running the check alerts once."""
+
+    __tablename__ = "sla_alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repair_id: Mapped[int] = mapped_column(ForeignKey("repairs.id"), nullable=False)
+    level: Mapped[str] = mapped_column(String(12), nullable=False)
+    elapsed_days: Mapped[Decimal] = mapped_column(Numeric(8, 2), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+    __table_args__ = (db.UniqueConstraint("repair_id", "level"),)

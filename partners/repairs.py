@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Select, select, update
 
 from audit.service import record_event
@@ -105,6 +107,10 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
     unit.status, unit.status_changed_at = target, now
     if target == states.RECEIVED:
         unit.location = f"partner:{repair.partner.code}"
+        repair.received_at = now
+    if target == states.SHIPPED_BACK:
+        repair.completed_at = now
+        _stop_pause(repair, now)
     unit.version += 1
     record_event(entity_type="unit", entity_id=unit.rma.rma_number,
                  action="repair.status_changed", actor=actor, reason=note,
@@ -121,3 +127,44 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
 def history(repair: Repair) -> list[RepairEvent]:
     return list(db.session.scalars(select(RepairEvent).where(RepairEvent.repair_id == repair.id)
                                    .order_by(RepairEvent.id)))
+
+
+def _stop_pause(repair: Repair, now: datetime) -> None:
+    if repair.paused_at is not None:
+        repair.paused_seconds += int((now - repair.paused_at).total_seconds())
+        repair.paused_at = None
+
+
+def pause_clock(*, rma_number: str, partner_id: int, reason: str, actor: Actor,
+                now: datetime | None = None) -> Repair:
+    """Stop the SLA clock while waiting for the customer (the reason is kept and audited)."""
+    repair = get_repair(rma_number=rma_number, partner_id=partner_id)
+    if not reason.strip():
+        raise ValidationFailed("a reason is required", errors={"reason": ["say what you wait for"]})
+    if repair.received_at is None or repair.completed_at is not None:
+        raise Conflict("the clock only runs between receipt and shipping back")
+    if repair.paused_at is not None:
+        raise Conflict("the clock is already paused")
+    repair.paused_at, repair.pause_reason = now or utcnow(), reason.strip()
+    repair.version += 1
+    record_event(entity_type="unit", entity_id=repair.unit.rma.rma_number,
+                 action="repair.clock_paused", actor=actor, reason=reason.strip())
+    db.session.commit()
+    return repair
+
+
+def resume_clock(*, rma_number: str, partner_id: int, actor: Actor,
+                 now: datetime | None = None) -> Repair:
+    """Restart the SLA clock."""
+    repair = get_repair(rma_number=rma_number, partner_id=partner_id)
+    if repair.paused_at is None:
+        raise Conflict("the clock is not paused")
+    now = now or utcnow()
+    paused_for = int((now - repair.paused_at).total_seconds())
+    _stop_pause(repair, now)
+    repair.version += 1
+    record_event(entity_type="unit", entity_id=repair.unit.rma.rma_number,
+                 action="repair.clock_resumed", actor=actor,
+                 data={"paused_seconds": paused_for})
+    db.session.commit()
+    return repair

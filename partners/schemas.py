@@ -154,3 +154,22 @@ class PayableLineSchema(ma.Schema):
     rma_number = ma.fields.String()
     period = ma.fields.String()
     amount = ma.fields.Decimal(as_string=True)
+
+
+class PauseSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2000))
+
+
+class ScorecardSchema(ma.Schema):
+    partner_code = ma.fields.String()
+    completed_repairs = ma.fields.Integer()
+    open_repairs = ma.fields.Integer()
+    turnaround_median_days = ma.fields.Float(allow_none=True)
+    turnaround_p90_days = ma.fields.Float(allow_none=True)
+    sla_compliance = ma.fields.Float(allow_none=True)
+    first_time_fix_rate = ma.fields.Float(allow_none=True)
+    doa_rate = ma.fields.Float(allow_none=True)
+    parts_per_repair = ma.fields.Float(allow_none=True)

@@ -24,12 +24,14 @@ from partners.schemas import (
     PartnerUnitQuerySchema,
     PartnerUnitSchema,
     PartnerUnitUpdateSchema,
+    PauseSchema,
     PayableLineSchema,
     PayableQuerySchema,
     RepairReportCreateSchema,
     RepairReportSchema,
     ReportDecisionSchema,
     ReportQuerySchema,
+    ScorecardSchema,
 )
 
 api_bp = Blueprint("partners", __name__, url_prefix="/api/v1", description="Service partners")
@@ -221,3 +223,46 @@ def payables(query: dict[str, Any]) -> Any:
         columns = ("report_id", "partner_code", "rma_number", "period", "amount")
         return csv_response(columns, ([r[c] for c in columns] for r in rows), "payables.csv")
     return rows
+
+
+@api_bp.route("/partner/units/<string:rma_number>/pause", methods=["POST"])
+@roles_required(PARTNER)
+@api_bp.arguments(PauseSchema)
+@api_bp.response(200, PartnerUnitSchema)
+@api_bp.alt_response(409, description="The clock is not running")
+def pause(data: dict[str, Any], rma_number: str) -> Any:
+    """Pause the SLA clock while waiting for the customer, with the reason."""
+    return _with_etag(repairs.pause_clock(rma_number=rma_number, reason=data["reason"],
+                                          partner_id=current_user.partner_id,
+                                          actor=current_user.actor))
+
+
+@api_bp.route("/partner/units/<string:rma_number>/resume", methods=["POST"])
+@roles_required(PARTNER)
+@api_bp.response(200, PartnerUnitSchema)
+@api_bp.alt_response(409, description="The clock is not paused")
+def resume(rma_number: str) -> Any:
+    """Restart the SLA clock."""
+    return _with_etag(repairs.resume_clock(rma_number=rma_number,
+                                           partner_id=current_user.partner_id,
+                                           actor=current_user.actor))
+
+
+@api_bp.route("/partners/<string:code>/scorecard")
+@roles_required(ADMIN, SUPPORT, WAREHOUSE, FINANCE)
+@api_bp.response(200, ScorecardSchema)
+def partner_scorecard(code: str) -> Any:
+    """Turnaround, SLA compliance, first-time fix, DOA rate and parts per repair."""
+    from partners.sla_service import scorecard
+
+    return scorecard(service.get_partner(code))
+
+
+@api_bp.route("/partner/scorecard")
+@roles_required(PARTNER)
+@api_bp.response(200, ScorecardSchema)
+def my_scorecard() -> Any:
+    """The calling partner's own scorecard."""
+    from partners.sla_service import scorecard
+
+    return scorecard(db.session.get(Partner, current_user.partner_id))

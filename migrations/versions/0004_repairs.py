@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-25 09:43:25.719825
+Create Date: 2026-11-25 09:53:18.395370
 
 """
 from alembic import op
@@ -53,6 +53,12 @@ def upgrade():
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('created_at', common.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', common.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', common.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('completed_at', common.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paused_at', common.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paused_seconds', sa.Integer(), nullable=False),
+    sa.Column('pause_reason', sa.Text(), nullable=True),
+    sa.Column('sla_level', sa.String(length=12), nullable=False),
     sa.ForeignKeyConstraint(['partner_id'], ['partners.id'], name=op.f('fk_repairs_partner_id_partners')),
     sa.ForeignKeyConstraint(['unit_id'], ['units.id'], name=op.f('fk_repairs_unit_id_units')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_repairs'))
@@ -104,6 +110,16 @@ def upgrade():
     with op.batch_alter_table('repair_reports', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_repair_reports_partner_id'), ['partner_id'], unique=False)
 
+    op.create_table('sla_alerts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('repair_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('level', sa.String(length=12), nullable=False),
+    sa.Column('elapsed_days', sa.Numeric(precision=8, scale=2), nullable=False),
+    sa.Column('created_at', common.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['repair_id'], ['repairs.id'], name=op.f('fk_sla_alerts_repair_id_repairs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sla_alerts')),
+    sa.UniqueConstraint('repair_id', 'level', name=op.f('uq_sla_alerts_repair_id_level'))
+    )
     op.create_table('payable_lines',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('report_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -153,6 +169,7 @@ def downgrade():
         batch_op.drop_index('ix_payable_lines_partner_period')
 
     op.drop_table('payable_lines')
+    op.drop_table('sla_alerts')
     with op.batch_alter_table('repair_reports', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_repair_reports_partner_id'))
 
