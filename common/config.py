@@ -107,6 +107,7 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "INSPECTION_DAYS": _env_int("INSPECTION_DAYS", 3),
         "SUPPORT_EMAIL": os.environ.get("SUPPORT_EMAIL", "support@aftercare.invalid"),
         "SLA_ESCALATE_AFTER_DAYS": _env_int("SLA_ESCALATE_AFTER_DAYS", 2),
+        "CORE_RETURN_DAYS": _env_int("CORE_RETURN_DAYS", 30),
         "RETURN_TO_ADDRESS": tuple(
             line.strip()
             for line in os.environ.get(

@@ -72,3 +72,12 @@ def sla_check_command() -> None:
 
     counts = check_slas(settings=sla_settings())
     click.echo(", ".join(f"{level}: {count}" for level, count in counts.items()))
+
+
+@partners_cli.command("charge-overdue-cores")
+def charge_overdue_cores_command() -> None:
+    """Create chargebacks for defective parts past their return date (once per line)."""
+    from partners.reports import charge_overdue_cores
+
+    created = charge_overdue_cores(actor=CLI_ACTOR)
+    click.echo(f"{created} chargeback(s) created")

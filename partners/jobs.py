@@ -17,3 +17,12 @@ def sla_settings() -> SlaSettings:
 def check_partner_slas(*, outbox_id: int) -> None:
     """Flag repairs at risk or in breach and notify once per level (safe to re-run)."""
     check_slas(settings=sla_settings())
+
+
+@job("partners.charge_overdue_cores", timeout=1800)
+def charge_overdue_cores_job(*, outbox_id: int) -> None:
+    """Charge back defective parts not returned by their due date (once per line)."""
+    from common.actors import Actor
+    from partners.reports import charge_overdue_cores
+
+    charge_overdue_cores(actor=Actor.system("core-returns"))

@@ -125,9 +125,11 @@ class RepairReport(db.Model):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(300))
     decision_note: Mapped[str | None] = mapped_column(Text)
+    replacement_serial: Mapped[str | None] = mapped_column(String(64))
 
     repair = relationship(Repair, lazy="joined")
-    lines = relationship("RepairReportLine", order_by="RepairReportLine.id", lazy="selectin")
+    lines = relationship("RepairReportLine", order_by="RepairReportLine.id", lazy="selectin",
+                         back_populates="report")
 
     __table_args__ = (
         CheckConstraint("labor_minutes >= 0", name="labor_nonnegative"),
@@ -149,8 +151,18 @@ class RepairReportLine(db.Model):
     unit_cost: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
     in_bom: Mapped[bool] = mapped_column(nullable=False)
+    # The defective part must come back by this date; chargeback otherwise.
+    due_back_on: Mapped[date | None] = mapped_column(Date)
+    returned_quantity: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    report = relationship("RepairReport", lazy="joined", back_populates="lines")
+
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("returned_quantity >= 0 AND returned_quantity <= quantity",
+                        name="returned_within_quantity"),
+    )
 
 
 class PayableLine(db.Model):
@@ -209,3 +221,19 @@ class SlaAlert(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
     __table_args__ = (db.UniqueConstraint("repair_id", "level"),)
+
+
+class Chargeback(db.Model):
+    """A defective part not returned in time, charged on the partner's next payable period."""
+
+    __tablename__ = "chargebacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_line_id: Mapped[int] = mapped_column(ForeignKey("repair_report_lines.id"),
+                                                unique=True, nullable=False)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), nullable=False,
+                                            index=True)
+    period: Mapped[str] = mapped_column(String(7), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ from common.extensions import db
 from common.models import utcnow
 from partners import repair_states as states
 from partners.claim_rules import BomEntry, UsedPart, price_report
-from partners.models import PayableLine, RepairReport, RepairReportLine
+from partners.models import PayableLine, Repair, RepairReport, RepairReportLine
 from partners.repairs import get_repair
 
 # A report can be filed once the partner knows what it did.
@@ -26,7 +27,9 @@ REPORTABLE = (states.REPAIRING, states.REPAIRED, states.UNREPAIRABLE, states.REP
 
 def submit_report(*, rma_number: str, partner_id: int, diagnosis_code: str, doa: bool,
                   doa_evidence: str | None, parts: Sequence[dict[str, Any]],
-                  labor_minutes: int, insist_outside_bom: bool, actor: Actor) -> RepairReport:
+                  labor_minutes: int, insist_outside_bom: bool, actor: Actor,
+                  core_return_days: int = 30,
+                  replacement_serial: str | None = None) -> RepairReport:
     """Price a repair from catalog costs, consume the partner's consignment stock, file it."""
     from inventory.service import record_part_movement
 
@@ -45,8 +48,9 @@ def submit_report(*, rma_number: str, partner_id: int, diagnosis_code: str, doa:
                select(BomLine, Part).join(Part, Part.part_number == BomLine.part_number)
                .where(BomLine.sku == sku)).all()}
     numbers = [str(p["part_number"]).strip().upper() for p in parts]
-    costs = dict(db.session.execute(select(Part.part_number, Part.unit_cost)
-                                    .where(Part.part_number.in_(numbers))).all())
+    catalog = {part.part_number: part for part in db.session.scalars(
+        select(Part).where(Part.part_number.in_(numbers)))}
+    costs = {number: part.unit_cost for number, part in catalog.items()}
     rate = repair.partner.labor_rate_per_hour
     check = price_report(
         parts=[UsedPart(str(p["part_number"]), int(p["quantity"])) for p in parts],
@@ -63,13 +67,17 @@ def submit_report(*, rma_number: str, partner_id: int, diagnosis_code: str, doa:
         labor_minutes=labor_minutes, labor_rate_per_hour=rate,
         parts_amount=check.parts_amount, labor_amount=check.labor_amount,
         claimed_amount=check.claimed_amount, flags=check.flags,
+        replacement_serial=(replacement_serial or "").strip().upper() or None,
     )
     db.session.add(report)
     db.session.flush()
+    today = utcnow().date()
     for line in check.lines:
-        db.session.add(RepairReportLine(report_id=report.id, part_number=line.part_number,
-                                        quantity=line.quantity, unit_cost=line.unit_cost,
-                                        amount=line.amount, in_bom=line.in_bom))
+        days = catalog[line.part_number].core_return_days
+        db.session.add(RepairReportLine(
+            report_id=report.id, part_number=line.part_number, quantity=line.quantity,
+            unit_cost=line.unit_cost, amount=line.amount, in_bom=line.in_bom,
+            due_back_on=today + timedelta(days=core_return_days if days is None else days)))
         # Consumes the partner's consignment stock: refused (409) when it has too few.
         record_part_movement(part_number=line.part_number, quantity=line.quantity,
                              from_location=f"partner:{repair.partner.code}",
@@ -139,3 +147,88 @@ def payables(*, partner_id: int | None, period: str | None) -> list[PayableLine]
 
 def total(lines: Sequence[PayableLine]) -> Decimal:
     return sum((line.amount for line in lines), Decimal("0.00"))
+
+
+# --- defective-part (core) returns -------------------------------------------------------------
+
+
+def receive_core(*, rma_number: str, part_number: str, quantity: int, actor: Actor
+                 ) -> RepairReportLine:
+    """The warehouse scans a defective part back in against the report line that claimed it."""
+    from inventory.models import Unit
+    from inventory.service import record_part_movement
+    from rma.models import Rma
+    from rma.numbers import parse_rma_number
+
+    parsed = parse_rma_number(rma_number)
+    number = part_number.strip().upper()
+    line = None
+    if parsed.outcome == "ok":
+        line = db.session.scalar(
+            select(RepairReportLine).join(RepairReport)
+            .join(Repair, Repair.id == RepairReport.repair_id)
+            .join(Unit, Unit.id == Repair.unit_id).join(Rma, Rma.id == Unit.rma_id)
+            .where(Rma.rma_number == parsed.number, RepairReportLine.part_number == number))
+    if line is None:
+        raise NotFound(f"no claimed {number} on {rma_number}")
+    returned = db.session.execute(
+        update(RepairReportLine)
+        .where(RepairReportLine.id == line.id,
+               RepairReportLine.returned_quantity + quantity <= RepairReportLine.quantity)
+        .values(returned_quantity=RepairReportLine.returned_quantity + quantity,
+                returned_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount
+    if returned != 1:
+        db.session.rollback()
+        raise Conflict(f"only {line.quantity - line.returned_quantity} of {number} are still "
+                       f"due back on {rma_number}")
+    record_part_movement(part_number=number, quantity=quantity,
+                         from_location=f"consumed:{parsed.number}", to_location="warehouse:CORES",
+                         reason="core_returned", reference=parsed.number, actor=actor)
+    db.session.commit()
+    db.session.refresh(line)
+    return line
+
+
+def charge_overdue_cores(*, actor: Actor, today: Any = None) -> int:
+    """Chargebacks for defective parts past their due date (once per line); returns how many."""
+    from sqlalchemy.exc import IntegrityError
+
+    from partners.models import Chargeback
+
+    today = today or utcnow().date()
+    overdue = db.session.scalars(select(RepairReportLine).where(
+        RepairReportLine.due_back_on < today,
+        RepairReportLine.returned_quantity < RepairReportLine.quantity,
+        ~select(Chargeback.id).where(Chargeback.report_line_id == RepairReportLine.id).exists(),
+    )).all()
+    created = 0
+    for line in overdue:
+        outstanding = line.quantity - line.returned_quantity
+        charge = Chargeback(report_line_id=line.id, partner_id=line.report.partner_id,
+                            period=today.strftime("%Y-%m"), quantity=outstanding,
+                            amount=(line.unit_cost * outstanding).quantize(Decimal("0.01")))
+        db.session.add(charge)
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()  # another run charged it first
+            continue
+        record_event(entity_type="repair_report", entity_id=line.report_id,
+                     action="core.charged_back", actor=actor,
+                     data={"part_number": line.part_number, "quantity": outstanding,
+                           "amount": str(charge.amount), "due_back_on": str(line.due_back_on)})
+        db.session.commit()
+        created += 1
+    return created
+
+
+def chargebacks(*, partner_id: int | None, period: str | None) -> list[Any]:
+    from partners.models import Chargeback
+
+    query = select(Chargeback).order_by(Chargeback.period, Chargeback.id)
+    if partner_id is not None:
+        query = query.where(Chargeback.partner_id == partner_id)
+    if period:
+        query = query.where(Chargeback.period == period)
+    return list(db.session.scalars(query))

@@ -89,14 +89,20 @@ class RepairReportCreateSchema(ma.Schema):
                            validate=ma.validate.Length(max=50))
     labor_minutes = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0,
                                                                                   max=10000))
+    replacement_serial = ma.fields.String(
+        load_default=None, validate=ma.validate.Length(max=64),
+        metadata={"description": "serial of the replacement unit, when the unit was replaced"})
     insist_outside_bom = ma.fields.Boolean(
         load_default=False,
         metadata={"description": "keep parts outside the BOM or above its maximum (flagged)"})
 
 
 class ReportLineSchema(ma.Schema):
+    id = ma.fields.Integer()
     part_number = ma.fields.String()
     quantity = ma.fields.Integer()
+    due_back_on = ma.fields.Date(allow_none=True)
+    returned_quantity = ma.fields.Integer()
     unit_cost = ma.fields.Decimal(as_string=True)
     amount = ma.fields.Decimal(as_string=True)
     in_bom = ma.fields.Boolean()
@@ -114,6 +120,7 @@ class RepairReportSchema(ma.Schema):
     labor_amount = ma.fields.Decimal(as_string=True)
     claimed_amount = ma.fields.Decimal(as_string=True)
     flags = ma.fields.List(ma.fields.String())
+    replacement_serial = ma.fields.String(allow_none=True)
     status = ma.fields.String()
     submitted_at = ma.fields.DateTime()
     decided_at = ma.fields.DateTime(allow_none=True)
@@ -149,6 +156,7 @@ class PayableQuerySchema(ma.Schema):
 
 
 class PayableLineSchema(ma.Schema):
+    kind = ma.fields.String(metadata={"enum": ["repair", "chargeback"]})
     report_id = ma.fields.Integer()
     partner_code = ma.fields.String()
     rma_number = ma.fields.String()
@@ -173,3 +181,12 @@ class ScorecardSchema(ma.Schema):
     first_time_fix_rate = ma.fields.Float(allow_none=True)
     doa_rate = ma.fields.Float(allow_none=True)
     parts_per_repair = ma.fields.Float(allow_none=True)
+
+
+class CoreReturnSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    rma_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=20))
+    part_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    quantity = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=100))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from flask_login import current_user
 from flask_smorest import Blueprint
 
@@ -16,6 +16,7 @@ from common.pagination import paginate
 from partners import repair_states, repairs, reports, service
 from partners.models import Partner, Repair
 from partners.schemas import (
+    CoreReturnSchema,
     IssuedPartnerKeySchema,
     PartnerCreateSchema,
     PartnerKeyCreateSchema,
@@ -30,6 +31,7 @@ from partners.schemas import (
     RepairReportCreateSchema,
     RepairReportSchema,
     ReportDecisionSchema,
+    ReportLineSchema,
     ReportQuerySchema,
     ScorecardSchema,
 )
@@ -172,7 +174,9 @@ def update_partner_unit(data: dict[str, Any], rma_number: str) -> Any:
 def submit_report(data: dict[str, Any], rma_number: str) -> Any:
     """Report a repair and claim payment: parts from the BOM and your stock, labor minutes."""
     return reports.submit_report(rma_number=rma_number, partner_id=current_user.partner_id,
-                                 actor=current_user.actor, **data)
+                                 actor=current_user.actor,
+                                 core_return_days=current_app.config["CORE_RETURN_DAYS"],
+                                 **data)
 
 
 @api_bp.route("/finance/repair-reports")
@@ -208,19 +212,25 @@ def decide_report(data: dict[str, Any], report_id: int) -> Any:
 def payables(query: dict[str, Any]) -> Any:
     """Approved amounts owed per partner and period (CSV for accounting)."""
     from common.csv_export import csv_response
-    from partners.models import RepairReport
+    from partners.models import RepairReport, RepairReportLine
 
     partner_id = service.get_partner(query["partner_code"]).id \
         if query.get("partner_code") else None
-    lines = reports.payables(partner_id=partner_id, period=query.get("period"))
     rows = []
-    for line in lines:
+    for line in reports.payables(partner_id=partner_id, period=query.get("period")):
         report = db.session.get(RepairReport, line.report_id)
-        rows.append({"report_id": line.report_id, "partner_code": report.repair.partner.code,
+        rows.append({"kind": "repair", "report_id": line.report_id,
+                     "partner_code": report.repair.partner.code,
                      "rma_number": report.repair.unit.rma.rma_number, "period": line.period,
                      "amount": line.amount})
+    for charge in reports.chargebacks(partner_id=partner_id, period=query.get("period")):
+        report = db.session.get(RepairReportLine, charge.report_line_id).report
+        rows.append({"kind": "chargeback", "report_id": report.id,
+                     "partner_code": report.repair.partner.code,
+                     "rma_number": report.repair.unit.rma.rma_number, "period": charge.period,
+                     "amount": -charge.amount})
     if query.get("format") == "csv":
-        columns = ("report_id", "partner_code", "rma_number", "period", "amount")
+        columns = ("kind", "report_id", "partner_code", "rma_number", "period", "amount")
         return csv_response(columns, ([r[c] for c in columns] for r in rows), "payables.csv")
     return rows
 
@@ -266,3 +276,13 @@ def my_scorecard() -> Any:
     from partners.sla_service import scorecard
 
     return scorecard(db.session.get(Partner, current_user.partner_id))
+
+
+@api_bp.route("/warehouse/core-returns", methods=["POST"])
+@roles_required(ADMIN, WAREHOUSE)
+@api_bp.arguments(CoreReturnSchema)
+@api_bp.response(200, ReportLineSchema)
+@api_bp.alt_response(409, description="More than is still due back")
+def receive_core(data: dict[str, Any]) -> Any:
+    """Scan a defective part back in against the repair report line that claimed it."""
+    return reports.receive_core(actor=current_user.actor, **data)

@@ -38,6 +38,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/finance/repair-reports", {"admin", "finance"}),
     ("POST", "/api/v1/finance/repair-reports/999/decision", {"admin", "finance"}),
     ("GET", "/api/v1/finance/payables", {"admin", "finance"}),
+    ("POST", "/api/v1/warehouse/core-returns", {"admin", "warehouse"}),
     ("GET", "/api/v1/products", STAFF),
     ("GET", "/api/v1/products/PH-1", STAFF),
     ("GET", "/api/v1/parts", STAFF),

@@ -120,7 +120,8 @@ def test_finance_approves_into_payables_with_csv(client, repairing):
                         headers=finance, json={"decision": "reject", "note": "changed mind"})
     assert twice.status_code == 409
     lines = client.get("/api/v1/finance/payables?partner_code=SHOP", headers=finance).json
-    assert lines == [{"report_id": report_id, "partner_code": "SHOP", "rma_number": number,
+    assert lines == [{"kind": "repair", "report_id": report_id, "partner_code": "SHOP",
+                      "rma_number": number,
                       "period": lines[0]["period"], "amount": "165.00"}]
     exported = client.get(f"/api/v1/finance/payables?format=csv&period={lines[0]['period']}",
                           headers=finance).get_data(as_text=True)
@@ -144,3 +145,36 @@ def test_partners_cannot_report_on_other_partners_units(client, repairing):
     number, _ = repairing
     _, other = partner_key("OTHER")
     assert report(client, bearer(other), number).status_code == 404
+
+
+def test_defective_parts_come_back_or_are_charged_back(client, repairing):
+    from datetime import timedelta
+
+    from common.models import utcnow
+    from partners.reports import charge_overdue_cores
+
+    number, headers = repairing
+    inventory.move_parts(part_number="BAT-1", quantity=1, from_location="supplier",
+                         to_location="partner:SHOP", reason="issued_to_partner",
+                         actor=Actor.system("tests"))
+    filed = report(client, headers, number, parts=[{"part_number": "MB-1", "quantity": 1},
+                                                   {"part_number": "BAT-1", "quantity": 1}],
+                   replacement_serial="new-77")
+    assert filed.status_code == 201 and filed.json["replacement_serial"] == "NEW-77"
+    due = {line["part_number"]: line["due_back_on"] for line in filed.json["lines"]}
+    assert due["MB-1"] == (utcnow().date() + timedelta(days=30)).isoformat()
+    warehouse = bearer(staff_token("warehouse"))
+    back = client.post("/api/v1/warehouse/core-returns", headers=warehouse,
+                       json={"rma_number": number, "part_number": "mb-1"})
+    assert back.status_code == 200 and back.json["returned_quantity"] == 1
+    again = client.post("/api/v1/warehouse/core-returns", headers=warehouse,
+                        json={"rma_number": number, "part_number": "MB-1"})
+    assert again.status_code == 409
+    assert inventory.level("warehouse:CORES", "MB-1") == 1
+    later = utcnow().date() + timedelta(days=31)
+    assert charge_overdue_cores(actor=Actor.system("tests"), today=later) == 1
+    assert charge_overdue_cores(actor=Actor.system("tests"), today=later) == 0  # idempotent
+    finance = bearer(staff_token("finance"))
+    lines = client.get("/api/v1/finance/payables?partner_code=SHOP", headers=finance).json
+    charge = [line for line in lines if line["kind"] == "chargeback"]
+    assert charge and charge[0]["amount"] == "-20.50" and charge[0]["rma_number"] == number
