@@ -64,6 +64,7 @@ def _import_models() -> None:
     import partners.importing  # noqa: F401 - registers the partners and repairs import kinds
     import partners.models  # noqa: F401
     import rma.models  # noqa: F401
+    import webhooks.models  # noqa: F401
 
 
 def _import_jobs() -> None:
@@ -71,6 +72,7 @@ def _import_jobs() -> None:
     import messaging.jobs  # noqa: F401
     import partners.jobs  # noqa: F401
     import rma.jobs  # noqa: F401
+    import webhooks.jobs  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
@@ -86,6 +88,7 @@ def register_blueprints(app: Flask) -> None:
     from partners.pages import bp as partner_portal
     from partners.views import api_bp as partners_api
     from rma.views import api_bp as rmas_api
+    from webhooks.views import api_bp as webhooks_api
 
     app.register_blueprint(core_pages)
     app.register_blueprint(auth_pages)
@@ -93,7 +96,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(warehouse_pages)
     app.register_blueprint(partner_portal)
     api_blueprints = (identity_api, partners_api, catalog_api, audit_api, claims_api, rmas_api,
-                      warehouse_api)
+                      warehouse_api, webhooks_api)
     for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
         # The API authenticates with bearer tokens only (cookies are ignored): no CSRF there.

@@ -108,6 +108,8 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "SUPPORT_EMAIL": os.environ.get("SUPPORT_EMAIL", "support@aftercare.invalid"),
         "SLA_ESCALATE_AFTER_DAYS": _env_int("SLA_ESCALATE_AFTER_DAYS", 2),
         "CORE_RETURN_DAYS": _env_int("CORE_RETURN_DAYS", 30),
+        # Plain-http webhook endpoints only outside production (https is required there).
+        "WEBHOOK_ALLOW_HTTP": _env_bool("WEBHOOK_ALLOW_HTTP", not production),
         "RETURN_TO_ADDRESS": tuple(
             line.strip()
             for line in os.environ.get(

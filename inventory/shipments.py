@@ -173,6 +173,7 @@ def send_shipment(*, shipment_number: str, actor: Actor) -> Shipment:
     """Hand an outgoing shipment to the carrier: every unit moves to transit, once."""
     from partners.repairs import open_repair
     from partners.service import get_partner
+    from webhooks.service import publish
 
     shipment = get_shipment(shipment_number)
     if shipment.direction != "to_partner":
@@ -197,8 +198,14 @@ def send_shipment(*, shipment_number: str, actor: Actor) -> Shipment:
         unit.location, unit.status, unit.status_changed_at = transit, "shipped_to_partner", now
         unit.version += 1
         item.state = "sent"
-        open_repair(unit_id=unit.id, partner_id=get_partner(shipment.partner_code).id,
+        partner_id = get_partner(shipment.partner_code).id
+        open_repair(unit_id=unit.id, partner_id=partner_id,
                     shipment_number=shipment.shipment_number, actor=actor)
+        publish("unit.shipped_to_partner", {
+            "rma_number": unit.rma.rma_number, "sku": unit.sku,
+            "serial_number": unit.received_serial or unit.expected_serial,
+            "partner_code": shipment.partner_code, "shipment_number": shipment.shipment_number,
+        }, partner_id=partner_id)
     record_event(entity_type="shipment", entity_id=shipment.shipment_number,
                  action="shipment.sent", actor=actor,
                  data={"units": [i.unit.rma.rma_number for i in shipment.items]})

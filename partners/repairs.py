@@ -73,6 +73,7 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
                   expected_version: int | None, actor: Actor, note: str | None = None) -> Repair:
     """Move a repair to ``target`` if allowed and nobody changed it since ``expected_version``."""
     from claims.service import record_customer_step
+    from webhooks.service import publish
 
     repair = get_repair(rma_number=rma_number, partner_id=partner_id)
     if expected_version is None:
@@ -116,6 +117,10 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
                  action="repair.status_changed", actor=actor, reason=note,
                  data={"before": current, "after": target, "partner": repair.partner.code,
                        "version": expected_version + 1})
+    publish("repair.status_changed", {
+        "rma_number": unit.rma.rma_number, "partner_code": repair.partner.code,
+        "from": current, "to": target, "version": expected_version + 1,
+    }, partner_id=repair.partner_id)
     if target in states.CUSTOMER_STEPS:
         record_customer_step(claim_id=unit.rma.claim_id, kind=states.CUSTOMER_STEPS[target],
                              actor=actor)

@@ -79,6 +79,11 @@ def _raise_level(repair: Repair, level: str, days: float, settings: SlaSettings)
                       params=params, actor=SLA_ACTOR)
     if "breached" in reached:
         from claims.service import record_customer_step
+        from webhooks.service import publish
+
+        publish("sla.breached", {"rma_number": unit.rma.rma_number, "partner_code": partner.code,
+                                 "elapsed_days": days, "target_days": partner.sla_days},
+                partner_id=partner.id)
 
         # Nobody waits in silence: the customer hears it is late before they have to ask.
         record_customer_step(claim_id=unit.rma.claim_id, kind="delayed", actor=SLA_ACTOR)

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: HMAC-signed event deliveries with retries and a delivery log."""
