@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -295,7 +296,8 @@ def _write_chunk(
 
 def _normalized(value: Any) -> Any:
     if isinstance(value, list):
-        return sorted(value)
+        # Lists of strings (exclusions) or of dicts (a repair's parts): order does not matter.
+        return sorted(value, key=lambda item: json.dumps(item, sort_keys=True, default=str))
     return value
 
 

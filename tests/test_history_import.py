@@ -64,3 +64,14 @@ def test_repairs_cli_exit_codes(app, runner, tmp_path):
     header.write_text("partner_code,serial\n")
     assert runner.invoke(args=["import", "repairs", str(header)]).exit_code == 2
     assert db.session.scalar(select(HistoricRepair.serial_number)) == "S1"
+
+
+def test_reimporting_repairs_with_several_parts_changes_nothing(app):
+    load_catalog()
+    run_import("partners", csv_bytes(PARTNERS, "FIXIT,Fix It AB,SE"), actor=TEST_ACTOR)
+    row = "FIXIT,S1,PH-1,2025-03-01,2025-03-05,false,MB-1:1;BAT-1:1,45,185.50"
+    assert run_import("repairs", csv_bytes(REPAIRS, row), actor=TEST_ACTOR).inserted == 1
+    again = run_import("repairs", csv_bytes(REPAIRS, row.replace("MB-1:1;BAT-1:1",
+                                                                 "BAT-1:1;MB-1:1")),
+                       actor=TEST_ACTOR)
+    assert (again.unchanged, again.updated) == (1, 0)
