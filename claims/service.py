@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from audit.service import record_event
@@ -35,6 +35,7 @@ from messaging.service import queue_message
 from rma.models import Rma
 from rma.numbers import ALPHABET
 from rma.service import issue_rma
+from webhooks.service import publish
 
 
 @dataclass(frozen=True)
@@ -150,13 +151,13 @@ def _record_claim(
     source: str,
     idempotency: IdempotencyRequest | None,
 ) -> FiledClaim:
-    purchase, product = _matching_purchase(serial, email)
-    earlier = list(db.session.scalars(select(Claim).where(Claim.serial_number == serial)))
+    purchase = _matching_purchase(serial, email)
+    earlier = db.session.connection().execute(_CLAIMS_FOR_SERIAL, {"serial": serial}).all()
     decision = rules.decide(
         rules.ClaimFacts(serial, email, data.fault_category, filed_on, data.dead_on_arrival,
                          data.requested_remedy),
         _purchase_facts(purchase),
-        _product_terms(product, settings),
+        _product_terms(purchase, settings),
         previous_claims=sum(1 for c in earlier if c.status in ("approved", "closed")),
     )
     hold_serial = decision.status != rules.REJECTED
@@ -164,7 +165,7 @@ def _record_claim(
         if hold_serial else None
     if existing is not None:
         if existing.email == email:
-            return FiledClaim(existing, created=False)
+            return FiledClaim(db.session.get(Claim, existing.id), created=False)
         # The same serial under another SKU and customer: rare and odd, so a person decides.
         hold_serial = False
         decision = rules.Decision(
@@ -206,16 +207,16 @@ def _record_claim(
               "photos": len(photos), "source": source},
     )
     link = tracking_url(settings, token)
-    add_timeline_entry(claim, "filed")
     rma_number = None
     if decision.status == rules.APPROVED:
-        rma_number = _approve(claim, actor=actor, link=link).rma_number
-    elif decision.status == rules.NEEDS_REVIEW:
-        add_timeline_entry(claim, "needs_review")
-        _notify(claim, "claim_in_review", actor, link=link)
+        rma_number = _approve(claim, actor=actor, link=link, filing=True).rma_number
     else:
-        add_timeline_entry(claim, "rejected")
-        _notify(claim, "claim_rejected", actor, link=link)
+        step = "needs_review" if decision.status == rules.NEEDS_REVIEW else "rejected"
+        add_timeline_entries(claim, [("filed", None), (step, None)])
+        _notify(claim, "claim_in_review" if step == "needs_review" else "claim_rejected", actor,
+                link=link)
+        if step == "rejected":
+            _publish_rejection(claim)
     if idempotency is not None:
         db.session.add(IdempotencyRecord(scope=idempotency.scope, key=idempotency.key,
                                          fingerprint=idempotency.fingerprint, claim_id=claim.id))
@@ -225,15 +226,30 @@ def _record_claim(
                       snapshot=snapshot)
 
 
-def _approve(claim: Claim, *, actor: Actor, link: str) -> Rma:
+def _approve(claim: Claim, *, actor: Actor, link: str | None, filing: bool = False) -> Rma:
+    """Issue the RMA, expect the unit back and tell the customer (caller's transaction).
+
+    ``filing``: the claim is being filed right now, so its "filed" step leads the timeline.
+    """
     rma = issue_rma(claim_id=claim.id, claim_number=claim.claim_number,
                     remedy=claim.remedy or "repair", actor=actor)
     expect_unit(rma_id=rma.id, serial_number=claim.serial_number, sku=claim.sku, actor=actor)
-    add_timeline_entry(claim, "approved")
-    add_timeline_entry(claim, "rma_issued", {"rma_number": rma.rma_number})
+    steps: list[tuple[str, Mapping[str, Any] | None]] = [("filed", None)] if filing else []
+    steps += [("approved", None), ("rma_issued", {"rma_number": rma.rma_number})]
+    add_timeline_entries(claim, steps)
     enqueue_job("rma.prepare_label", rma_id=rma.id)
     _notify(claim, "claim_approved", actor, link=link, rma_number=rma.rma_number)
+    event = {"claim_number": claim.claim_number, "rma_number": rma.rma_number,
+             "sku": claim.sku, "serial_number": claim.serial_number, "remedy": rma.remedy}
+    publish("claim.approved", event)
+    publish("rma.issued", event)
     return rma
+
+
+def _publish_rejection(claim: Claim) -> None:
+    publish("claim.rejected", {"claim_number": claim.claim_number, "sku": claim.sku,
+                               "serial_number": claim.serial_number,
+                               "reasons": [r["code"] for r in claim.reasons]})
 
 
 def _notify(claim: Claim, kind: str, actor: Actor, *, link: str | None = None,
@@ -280,26 +296,39 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def _matching_purchase(serial: str, email: str) -> tuple[Purchase | None, Product | None]:
-    """The serial's purchase by this email (else any, for the mismatch rule) and its product."""
-    rows = db.session.execute(
-        select(Purchase, Product).join(Product, Product.sku == Purchase.sku)
-        .where(Purchase.serial_number == serial)
-    ).all()
-    for purchase, product in rows:
-        if purchase.customer_email == email:
-            return purchase, product
-    return (rows[0][0], rows[0][1]) if rows else (None, None)
+# Filing reads plain columns through statements built once: building a statement costs more
+# than running it, and nothing here needs mapped objects.
+_PURCHASE_WITH_TERMS = (
+    select(Purchase.id, Purchase.serial_number, Purchase.sku, Purchase.purchase_date,
+           Purchase.customer_email, Purchase.customer_name, Product.warranty_months,
+           Product.extended_warranty_months, Product.exclusions, Product.released_on,
+           Product.doa_days, Product.review_after_claims)
+    .join_from(Purchase, Product, Product.sku == Purchase.sku)
+    .where(Purchase.serial_number == bindparam("serial"))
+)
+_CLAIMS_FOR_SERIAL = (
+    select(Claim.id, Claim.status, Claim.open_serial, Claim.email)
+    .where(Claim.serial_number == bindparam("serial"))
+)
 
 
-def _purchase_facts(purchase: Purchase | None) -> rules.PurchaseFacts | None:
+def _matching_purchase(serial: str, email: str) -> Any:
+    """The serial's purchase by this email (else any, for the mismatch rule), or None.
+
+    One row: the purchase's columns and its product's terms (``_product_terms`` reads them).
+    """
+    rows = db.session.connection().execute(_PURCHASE_WITH_TERMS, {"serial": serial}).all()
+    return next((row for row in rows if row.customer_email == email), rows[0] if rows else None)
+
+
+def _purchase_facts(purchase: Any) -> rules.PurchaseFacts | None:
     if purchase is None:
         return None
     return rules.PurchaseFacts(purchase.serial_number, purchase.sku, purchase.purchase_date,
                                purchase.customer_email)
 
 
-def _product_terms(product: Product | None, settings: ClaimSettings) -> rules.ProductTerms | None:
+def _product_terms(product: Any, settings: ClaimSettings) -> rules.ProductTerms | None:
     if product is None:
         return None
     return rules.ProductTerms(
@@ -349,9 +378,26 @@ def fingerprint(*parts: bytes | str) -> str:
 # --- timeline ----------------------------------------------------------------------------------
 
 
+_INSERT_TIMELINE = TimelineEntry.__table__.insert()
+
+
 def add_timeline_entry(claim: Claim, kind: str, params: Mapping[str, Any] | None = None) -> None:
     """Add a customer-visible step to the claim's timeline (in the caller's transaction)."""
-    db.session.add(TimelineEntry(claim_id=claim.id, kind=kind, params=dict(params or {})))
+    add_timeline_entries(claim, [(kind, params)])
+
+
+def add_timeline_entries(
+    claim: Claim, steps: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> None:
+    """Add steps in order to a flushed claim's timeline (in the caller's transaction)."""
+    # Append-only rows nothing reads back in the same transaction: one Core statement instead
+    # of a unit-of-work flush.
+    occurred_at = utcnow()
+    db.session.connection().execute(_INSERT_TIMELINE, [
+        {"claim_id": claim.id, "kind": kind, "params": dict(params or {}),
+         "occurred_at": occurred_at}
+        for kind, params in steps
+    ])
 
 
 def record_customer_step(*, claim_id: int, kind: str, actor: Actor,
@@ -463,6 +509,7 @@ def review_claim(*, claim_number: str, approve: bool, note: str, actor: Actor,
     else:
         add_timeline_entry(claim, "rejected")
         _notify(claim, "claim_rejected", actor)
+        _publish_rejection(claim)
     db.session.commit()
     return claim
 

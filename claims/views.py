@@ -32,6 +32,8 @@ from common.pagination import paginate
 api_bp = Blueprint("claims", __name__, url_prefix="/api/v1/claims",
                    description="Warranty claims")
 
+# Instances, not classes: webargs would build a new schema for every request from a class.
+CREATE_SCHEMA = ClaimCreateSchema()
 FILED_SCHEMA = ClaimFiledSchema()
 IDEMPOTENCY_HEADER = {
     "in": "header", "name": "Idempotency-Key", "required": False,
@@ -56,7 +58,7 @@ def _submitter() -> Actor:
 
 @api_bp.route("", methods=["POST"])
 @limiter.limit(_public_limit, exempt_when=_is_staff)
-@api_bp.arguments(ClaimCreateSchema)
+@api_bp.arguments(CREATE_SCHEMA)
 @api_bp.doc(parameters=[IDEMPOTENCY_HEADER], security=[{}, {"bearer": []}])
 @api_bp.response(201, ClaimFiledSchema)
 @api_bp.alt_response(200, schema=ClaimFiledSchema,

@@ -28,7 +28,6 @@ from common.models import UTCDateTime, utcnow
 log = logging.getLogger(__name__)
 
 _NEW_KEY = "aftercare.outbox.new"
-_COMMITTED_KEY = "aftercare.outbox.committed"
 
 
 @dataclass(frozen=True)
@@ -89,15 +88,46 @@ class OutboxJob(db.Model):
         return f"outbox-{self.id}"
 
 
-def enqueue_job(job_name: str, **kwargs: Any) -> OutboxJob:
+@dataclass(frozen=True)
+class QueuedJob:
+    """The outbox row ``enqueue_job`` wrote in the caller's transaction."""
+
+    id: int
+    job_name: str
+    kwargs: dict[str, Any]
+
+    @property
+    def rq_job_id(self) -> str:
+        return f"outbox-{self.id}"
+
+
+# Outbox rows are appended in the caller's transaction and changed later only by the dispatch
+# and the job: one Core statement returning the id, instead of a unit-of-work flush.
+_INSERT_OUTBOX = OutboxJob.__table__.insert().returning(OutboxJob.__table__.c.id)
+
+
+def enqueue_job(job_name: str, **kwargs: Any) -> QueuedJob:
     """Record a job in the current transaction; it is dispatched after the commit."""
     if job_name not in _registry:
         raise KeyError(f"unknown job {job_name!r}")
-    row = OutboxJob(job_name=job_name, kwargs=kwargs)
+    values: dict[str, Any] = {"job_name": job_name, "kwargs": kwargs}
+    if _dispatches_to_rq():
+        # Marked as dispatched in the same transaction, so the commit is the only write: the
+        # enqueue after it needs no second round trip. If the enqueue then fails, the row is
+        # unmarked again; if the process dies first, the relay re-sends stale rows.
+        values["dispatched_at"] = utcnow()
     session = db.session()
-    session.add(row)
-    session.info.setdefault(_NEW_KEY, []).append(row)
-    return row
+    outbox_id = session.connection().execute(_INSERT_OUTBOX, values).scalar_one()
+    queued = QueuedJob(outbox_id, job_name, kwargs)
+    session.info.setdefault(_NEW_KEY, []).append(queued)
+    return queued
+
+
+def _dispatches_to_rq() -> bool:
+    try:
+        return bool(current_app.config.get("REDIS_URL"))
+    except RuntimeError:
+        return False
 
 
 # --- dispatch after commit -------------------------------------------------------------------
@@ -105,35 +135,16 @@ def enqueue_job(job_name: str, **kwargs: Any) -> OutboxJob:
 
 def install_session_hooks() -> None:
     """Attach the outbox hooks to every SQLAlchemy session (idempotent)."""
-    if not event.contains(Session, "before_commit", _before_commit):
-        event.listen(Session, "before_commit", _before_commit)
+    if not event.contains(Session, "after_commit", _dispatch_after_commit):
         event.listen(Session, "after_commit", _dispatch_after_commit)
         event.listen(Session, "after_rollback", _forget)
 
 
-def _before_commit(session: Session) -> None:
-    rows = session.info.pop(_NEW_KEY, None)
-    if not rows:
-        return
-    try:
-        queued = bool(current_app.config.get("REDIS_URL"))
-    except RuntimeError:
-        queued = False
-    if queued:
-        # Marked as dispatched in the same transaction, so the commit is the only write: the
-        # enqueue after it needs no second round trip. If the enqueue then fails, the rows are
-        # unmarked again; if the process dies first, the relay re-sends stale rows.
-        now = utcnow()
-        for row in rows:
-            row.dispatched_at = now
-    session.flush()
-    session.info[_COMMITTED_KEY] = [(r.id, r.job_name, dict(r.kwargs)) for r in rows]
-
-
 def _dispatch_after_commit(session: Session) -> None:
-    committed = session.info.pop(_COMMITTED_KEY, None)
-    if not committed:
+    queued = session.info.pop(_NEW_KEY, None)
+    if not queued:
         return
+    committed = [(q.id, q.job_name, q.kwargs) for q in queued]
     try:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     except RuntimeError:
@@ -151,7 +162,6 @@ def _dispatch_after_commit(session: Session) -> None:
 
 def _forget(session: Session, *args: Any) -> None:
     session.info.pop(_NEW_KEY, None)
-    session.info.pop(_COMMITTED_KEY, None)
 
 
 def _unmark(app: Flask, ids: list[int]) -> None:

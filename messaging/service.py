@@ -11,6 +11,10 @@ from common.extensions import db
 from common.jobs import enqueue_job
 from messaging.models import Message
 
+# A queued message is only appended here (the send job changes it later, in its own session):
+# one Core statement that returns the id, instead of a unit-of-work flush.
+_INSERT_MESSAGE = Message.__table__.insert().returning(Message.__table__.c.id)
+
 
 def queue_message(
     *,
@@ -20,21 +24,24 @@ def queue_message(
     params: Mapping[str, Any],
     actor: Actor,
     claim_id: int | None = None,
-) -> Message:
-    """Record a message and its send job in the current transaction (sent after commit)."""
-    message = Message(recipient=recipient, kind=kind, language=language, params=dict(params),
-                      claim_id=claim_id)
-    db.session.add(message)
-    db.session.flush()
-    enqueue_job("messaging.send", message_id=message.id)
+) -> int:
+    """Record a message and its send job in the current transaction (sent after commit).
+
+    Returns the message's id.
+    """
+    message_id = db.session.connection().execute(_INSERT_MESSAGE, {
+        "recipient": recipient, "kind": kind, "language": language, "params": dict(params),
+        "claim_id": claim_id,
+    }).scalar_one()
+    enqueue_job("messaging.send", message_id=message_id)
     record_event(
         entity_type="claim" if claim_id else "message",
-        entity_id=params.get("claim_number") or message.id,
+        entity_id=params.get("claim_number") or message_id,
         action="message.queued",
         actor=actor,
-        data={"message_id": message.id, "kind": kind, "to": recipient, "language": language},
+        data={"message_id": message_id, "kind": kind, "to": recipient, "language": language},
     )
-    return message
+    return message_id
 
 
 def messages_for_claim(claim_id: int) -> list[Message]:

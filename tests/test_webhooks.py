@@ -128,3 +128,19 @@ def test_production_requires_https_endpoints(make_app):
     with app.app_context(), pytest.raises(ValidationFailed):
         subscribe(url="http://example.test/x", events=["sla.breached"],
                   actor=Actor.system("t"), partner_id=None, allow_http=False)
+
+
+def test_integrators_hear_about_claims_and_rmas(client, receiver):
+    from tests.factories import claim_body, register_purchase
+
+    load_catalog()
+    admin = bearer(staff_token("admin"))
+    client.post("/api/v1/webhooks", headers=admin, json={
+        "url": receiver.url, "events": ["claim.approved", "rma.issued", "claim.rejected"]})
+    register_purchase("HOOK-1")
+    approved = client.post("/api/v1/claims", json=claim_body("HOOK-1")).json
+    client.post("/api/v1/claims", json=claim_body("NOPE-1"))
+    events = [json.loads(r["body"]) for r in receiver.received]
+    assert [e["type"] for e in events] == ["claim.approved", "rma.issued", "claim.rejected"]
+    assert events[1]["data"]["rma_number"] == approved["rma_number"]
+    assert events[2]["data"]["reasons"] == ["serial_not_registered"]
