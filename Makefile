@@ -35,6 +35,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import_purchases
 	$(BIN)/python -m bench.labels
 	$(BIN)/python -m bench.claims_api --database sqlite
+	$(BIN)/python -m bench.scans_api --database sqlite
+	$(BIN)/python -m bench.partner_updates --database sqlite
+	$(BIN)/python -m bench.import_repairs
 
 ## make i18n: re-extract marked strings into every catalog (then translate the empty ones)
 i18n: $(STAMP)
