@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import lazyload
 
 from audit.service import record_event
 from catalog.models import Part
@@ -88,8 +89,12 @@ def _interpret(raw: str, serial: str | None, grade: str | None, station: str | N
                           "The RMA number does not check out: misread or mistyped.",
                           "Scan again, or type the number carefully.")
     number = parsed.number
-    rma = db.session.scalar(select(Rma).where(Rma.rma_number == number))
-    unit = db.session.scalar(select(Unit).where(Unit.rma_id == rma.id)) if rma else None
+    # One query, without the joined eager loads (claim, RMA) the station does not need.
+    found = db.session.execute(
+        select(Unit, Rma).join(Rma, Rma.id == Unit.rma_id).where(Rma.rma_number == number)
+        .options(lazyload("*"))
+    ).first()
+    unit, rma = found if found else (None, None)
     if rma is None or unit is None:
         return ScanResult("unknown", "error", f"RMA {number} does not exist.",
                           "Put the box aside for investigation.", number)
@@ -113,7 +118,8 @@ def _claim_receipt(unit: Unit, serial: str | None, grade: str | None, station: s
                 received_serial=serial, serial_mismatch=bool(serial and serial !=
                                                              unit.expected_serial),
                 grade=grade, notes=notes, status_changed_at=now, version=Unit.version + 1)
-        .execution_options(synchronize_session=False)
+        # The winner's in-memory unit gets the written values, with no re-select.
+        .execution_options(synchronize_session="evaluate")
     ).rowcount
     return won == 1
 
@@ -121,7 +127,6 @@ def _claim_receipt(unit: Unit, serial: str | None, grade: str | None, station: s
 def _received(unit: Unit, rma: Rma, serial: str | None, actor: Actor) -> ScanResult:
     from claims.service import record_customer_step
 
-    db.session.refresh(unit)
     rma.status = "received"
     db.session.add(StockMovement(item_type="unit", unit_id=unit.id, quantity=1,
                                  from_location="customer", to_location=RECEIVING_BIN,
