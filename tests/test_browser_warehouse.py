@@ -17,13 +17,13 @@ def test_scan_station_with_a_keyboard_wedge_scanner(make_app):
         make_user("warehouse", email="dock@example.test")
     with live_server(app) as base, browser_page() as page:
         page.goto(f"{base}/login")
-        page.keyboard.type("dock@example.test")  # the email field has autofocus
-        page.keyboard.press("Tab")
-        page.keyboard.type(PASSWORD)
+        page.get_by_label("Email").fill("dock@example.test")
+        page.get_by_label("Password").fill(PASSWORD)
         page.keyboard.press("Enter")
         page.wait_for_url(f"{base}/")
         page.goto(f"{base}/warehouse/scan?station=dock-1")
-        assert page.evaluate("document.activeElement.id") == "code"
+        # The station must focus its input by itself: no click before the first scan.
+        page.wait_for_function("document.activeElement && document.activeElement.id === 'code'")
         page.keyboard.type(rma)  # what a USB scanner does: characters, then Enter
         page.keyboard.press("Enter")
         page.wait_for_selector(".feedback")
@@ -32,7 +32,7 @@ def test_scan_station_with_a_keyboard_wedge_scanner(make_app):
         assert "RECEIVED" in feedback.inner_text()
         assert "feedback-success" in feedback.get_attribute("class")
         assert "BOX-1" in feedback.inner_text()
-        assert page.evaluate("document.activeElement.id") == "code"
+        page.wait_for_function("document.activeElement && document.activeElement.id === 'code'")
         page.keyboard.type("BOX-1")
         page.keyboard.press("Enter")
         page.wait_for_selector("text=SERIAL RECORDED")
