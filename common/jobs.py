@@ -293,7 +293,6 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
     With ``ids`` only those rows are considered; otherwise the oldest pending rows and rows
     dispatched long ago whose rq job has vanished. Returns how many were enqueued.
     """
-    from rq import Retry
     from rq.job import Job, JobStatus
 
     with app.app_context():
@@ -332,20 +331,8 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
             db.session.commit()
             if claimed != 1:
                 continue  # another relay got it
-            spec = _registry[row.job_name]
             try:
-                queue_for(app, spec.queue).enqueue_call(
-                    run_outbox_job,
-                    args=(row.id,),
-                    job_id=row.rq_job_id,
-                    timeout=spec.timeout,
-                    result_ttl=spec.result_ttl,
-                    failure_ttl=spec.failure_ttl,
-                    description=f"{spec.name} (outbox {row.id})",
-                    retry=Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
-                    if spec.retry_intervals
-                    else None,
-                )
+                enqueue_rows(app, [(row.id, row.job_name, dict(row.kwargs))])
             except Exception:
                 # Unclaim so the next relay pass retries it; then let the caller know.
                 db.session.execute(
