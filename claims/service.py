@@ -35,7 +35,7 @@ from messaging.service import queue_message
 from rma.models import Rma
 from rma.numbers import ALPHABET
 from rma.service import issue_rma
-from webhooks.service import publish
+from webhooks.service import publish, publish_many
 
 
 @dataclass(frozen=True)
@@ -241,8 +241,7 @@ def _approve(claim: Claim, *, actor: Actor, link: str | None, filing: bool = Fal
     _notify(claim, "claim_approved", actor, link=link, rma_number=rma.rma_number)
     event = {"claim_number": claim.claim_number, "rma_number": rma.rma_number,
              "sku": claim.sku, "serial_number": claim.serial_number, "remedy": rma.remedy}
-    publish("claim.approved", event)
-    publish("rma.issued", event)
+    publish_many([("claim.approved", event), ("rma.issued", event)])
     return rma
 
 

@@ -71,28 +71,35 @@ def unsubscribe(*, subscription_id: int, partner_id: int | None, actor: Actor) -
 
 
 def publish(event_type: str, data: Mapping[str, Any], *, partner_id: int | None = None) -> int:
-    """Queue the event for every matching subscription, in the caller's transaction.
+    """Queue the event for every matching subscription, in the caller's transaction."""
+    return publish_many([(event_type, data)], partner_id=partner_id)
+
+
+def publish_many(events: Sequence[tuple[str, Mapping[str, Any]]], *,
+                 partner_id: int | None = None) -> int:
+    """Queue several events, reading the subscriptions once (claim filing is a hot path).
 
     Integrator subscriptions (no partner) get every event they asked for; a partner's get
     only events about that partner.
     """
-    event_id = str(uuid.uuid4())
     subscriptions = db.session.scalars(select(WebhookSubscription).where(
         WebhookSubscription.active.is_(True))).all()
     queued = 0
-    for subscription in subscriptions:
-        if event_type not in subscription.events:
-            continue
-        if subscription.partner_id is not None and subscription.partner_id != partner_id:
-            continue
-        delivery = WebhookDelivery(
-            subscription_id=subscription.id, event_id=event_id, event_type=event_type,
-            payload={"id": event_id, "type": event_type, "created_at": utcnow().isoformat(),
-                     "data": dict(data)})
-        db.session.add(delivery)
-        db.session.flush()
-        enqueue_job("webhooks.deliver", delivery_id=delivery.id)
-        queued += 1
+    for event_type, data in events:
+        event_id = str(uuid.uuid4())
+        for subscription in subscriptions:
+            if event_type not in subscription.events:
+                continue
+            if subscription.partner_id is not None and subscription.partner_id != partner_id:
+                continue
+            delivery = WebhookDelivery(
+                subscription_id=subscription.id, event_id=event_id, event_type=event_type,
+                payload={"id": event_id, "type": event_type,
+                         "created_at": utcnow().isoformat(), "data": dict(data)})
+            db.session.add(delivery)
+            db.session.flush()
+            enqueue_job("webhooks.deliver", delivery_id=delivery.id)
+            queued += 1
     return queued
 
 
