@@ -24,6 +24,7 @@ from auth.schemas import (
 )
 from common.extensions import db, limiter
 from common.pagination import paginate
+from common.schemas import schema_values
 
 bp = FlaskBlueprint("auth", __name__)
 api_bp = Blueprint("identity", __name__, url_prefix="/api/v1", description="Users and API tokens")
@@ -105,8 +106,7 @@ def list_my_tokens() -> Any:
 def create_my_token(data: dict[str, Any]) -> Any:
     """Issue a new personal API token; the secret is in this response only."""
     issued = service.create_api_token(email=current_user.email, actor=current_user.actor, **data)
-    fields = TokenSchema().fields
-    return {**{name: getattr(issued.token, name) for name in fields}, "token": issued.secret}
+    return {**schema_values(issued.token, TokenSchema()), "token": issued.secret}
 
 
 @api_bp.route("/me/tokens/<int(max=2147483647):token_id>", methods=["DELETE"])

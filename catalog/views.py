@@ -20,6 +20,7 @@ from catalog.schemas import (
     PurchaseSchema,
 )
 from common.pagination import paginate
+from common.schemas import schema_values
 
 api_bp = Blueprint(
     "catalog", __name__, url_prefix="/api/v1", description="Products, parts and purchases"
@@ -55,7 +56,7 @@ def get_product(sku: str) -> Any:
         }
         for line, part in service.bom_for(product.sku)
     ]
-    return {**{name: getattr(product, name) for name in ProductSchema().fields}, "bom": bom}
+    return {**schema_values(product, ProductSchema()), "bom": bom}
 
 
 @api_bp.route("/parts")

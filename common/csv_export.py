@@ -36,6 +36,3 @@ def csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]], filename:
     return Response(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{filename}"'})
 
-
-def wants_csv(request: Any) -> bool:
-    return request.args.get("format") == "csv" or request.accept_mimetypes.best == "text/csv"

@@ -12,3 +12,12 @@ class CredentialSchema(ma.Schema):
     created_at = ma.fields.DateTime()
     last_used_at = ma.fields.DateTime(allow_none=True)
     revoked_at = ma.fields.DateTime(allow_none=True)
+
+
+def schema_values(obj: object, schema: ma.Schema) -> dict:
+    """``obj``'s attributes named by ``schema``'s fields, still unserialised.
+
+    For a response that adds fields to a model (a secret shown once, a BOM): the response
+    schema serialises the whole dict once, so nothing is dumped twice.
+    """
+    return {name: getattr(obj, name) for name in schema.fields}

@@ -13,6 +13,7 @@ from auth.roles import ADMIN, FINANCE, PARTNER, SUPPORT, WAREHOUSE
 from common.errors import ValidationFailed
 from common.extensions import db
 from common.pagination import paginate
+from common.schemas import schema_values
 from partners import repair_states, repairs, reports, service
 from partners.models import Partner, Repair
 from partners.schemas import (
@@ -80,8 +81,7 @@ def list_partner_keys(code: str) -> Any:
 def issue_partner_key(data: dict[str, Any], code: str) -> Any:
     """Issue a new API key; the secret is in this response only."""
     issued = service.issue_partner_key(partner_code=code, actor=current_user.actor, **data)
-    fields = PartnerKeySchema().fields
-    return {**{name: getattr(issued.key, name) for name in fields}, "key": issued.secret}
+    return {**schema_values(issued.key, PartnerKeySchema()), "key": issued.secret}
 
 
 @api_bp.route("/partners/<string:code>/keys/<int(max=2147483647):key_id>", methods=["DELETE"])
