@@ -122,3 +122,8 @@ def claim_body(serial: str = "SN1", **overrides: object) -> dict:
             "description": "The screen flickers and goes black."}
     body.update(overrides)
     return body
+
+
+def mistyped(number: str) -> str:
+    """The number with its check character changed: what a misread label looks like."""
+    return number[:-1] + ("2" if number[-1] != "2" else "3")

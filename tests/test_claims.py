@@ -17,7 +17,14 @@ from messaging.models import Message
 from rma.models import Rma, RmaLabel
 from rma.numbers import parse_rma_number
 from tests.conftest import requires_postgres
-from tests.factories import bearer, claim_body, load_catalog, register_purchase, staff_token
+from tests.factories import (
+    bearer,
+    claim_body,
+    load_catalog,
+    mistyped,
+    register_purchase,
+    staff_token,
+)
 
 TODAY = datetime.now(UTC).date()
 
@@ -246,14 +253,10 @@ def test_label_pdf_for_staff_and_bad_check_character(client, catalog):
     assert pdf.headers["Content-Type"] == "application/pdf"
     a4 = client.get(f"/api/v1/rmas/{rma_number}/label.pdf?page=a4", headers=token)
     assert a4.status_code == 200 and a4.data != pdf.data
-    wrong = _mistyped(rma_number)
+    wrong = mistyped(rma_number)
     bad = client.get(f"/api/v1/rmas/{wrong}", headers=token)
     assert bad.status_code == 422 and bad.json["outcome"] == "bad_check_character"
     assert client.get("/api/v1/rmas/R22222222A", headers=token).status_code in (404, 422)
-
-
-def _mistyped(number: str) -> str:
-    return number[:-1] + ("2" if number[-1] != "2" else "3")
 
 
 def test_batch_labels_are_rendered_by_a_job_into_one_pdf(client, catalog):
@@ -269,7 +272,7 @@ def test_batch_labels_are_rendered_by_a_job_into_one_pdf(client, catalog):
     pdf = client.get(status["download_url"], headers=token)
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
     bad = client.post("/api/v1/rmas/label-batches", headers=token,
-                      json={"rma_numbers": [numbers[0], _mistyped(numbers[1])]})
+                      json={"rma_numbers": [numbers[0], mistyped(numbers[1])]})
     assert bad.status_code == 422
 
 

@@ -29,15 +29,12 @@ from tests.factories import (
     claim_body,
     load_catalog,
     make_user,
+    mistyped,
     register_purchase,
     staff_token,
 )
 
 ACTOR = Actor("user", "1", "dock@example.test")
-
-
-def _mistyped(number: str) -> str:
-    return number[:-1] + ("2" if number[-1] != "2" else "3")
 
 
 @pytest.fixture
@@ -140,7 +137,7 @@ def test_bad_scans_get_a_distinct_answer_and_are_recorded(client, scanner, rma_n
 
 
 def test_mistyped_check_character_is_refused(client, scanner, rma_number):
-    result = scan(client, scanner, _mistyped(rma_number))
+    result = scan(client, scanner, mistyped(rma_number))
     assert result["outcome"] == "bad_check_character"
 
 
