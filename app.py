@@ -58,6 +58,7 @@ def _import_models() -> None:
     import auth.models  # noqa: F401
     import catalog.models  # noqa: F401
     import claims.models  # noqa: F401
+    import fraud.models  # noqa: F401
     import common.jobs  # noqa: F401
     import inventory.models  # noqa: F401
     import messaging.models  # noqa: F401
@@ -69,6 +70,7 @@ def _import_models() -> None:
 
 def _import_jobs() -> None:
     import audit.jobs  # noqa: F401
+    import fraud.jobs  # noqa: F401
     import messaging.jobs  # noqa: F401
     import partners.jobs  # noqa: F401
     import rma.jobs  # noqa: F401
@@ -83,6 +85,8 @@ def register_blueprints(app: Flask) -> None:
     from claims.pages import bp as claims_pages
     from claims.views import api_bp as claims_api
     from common.views import bp as core_pages
+    from fraud.pages import bp as fraud_desk
+    from fraud.views import api_bp as fraud_api
     from inventory.pages import bp as warehouse_pages
     from inventory.views import api_bp as warehouse_api
     from partners.pages import bp as partner_portal
@@ -95,8 +99,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(claims_pages)
     app.register_blueprint(warehouse_pages)
     app.register_blueprint(partner_portal)
+    app.register_blueprint(fraud_desk)
     api_blueprints = (identity_api, partners_api, catalog_api, audit_api, claims_api, rmas_api,
-                      warehouse_api, webhooks_api)
+                      warehouse_api, webhooks_api, fraud_api)
     for blueprint in api_blueprints:
         api.register_blueprint(blueprint)
         # The API authenticates with bearer tokens only (cookies are ignored): no CSRF there.
@@ -115,6 +120,7 @@ def register_commands(app: Flask) -> None:
     from catalog.cli import import_command
     from common.cli import outbox_cli, worker_command
     from demo.cli import demo_command
+    from fraud.cli import fraud_cli
     from partners.cli import partners_cli, sla_cli
 
     for command in (
@@ -127,6 +133,7 @@ def register_commands(app: Flask) -> None:
         worker_command,
         demo_command,
         sla_cli,
+        fraud_cli,
     ):
         app.cli.add_command(command)
 

@@ -45,7 +45,7 @@ _ENRICHERS: dict[str, Callable[[list[dict], ImportReport], None]] = {}
 
 def register_table(kind: str, table: Table, entity: str, *,
                    enrich: Callable[[list[dict], ImportReport], None] | None = None) -> None:
-    """Where another domain's kind is written; ``enrich`` completes new rows before insert."""
+    """Where another domain's kind is written; ``enrich`` completes rows before comparing."""
     _TABLES[kind] = table
     _ENTITY[kind] = entity
     if enrich is not None:
@@ -243,6 +243,9 @@ def _write_chunk(
         tuple(row._mapping[name] for name in rules.key): row._mapping
         for row in db.session.execute(select(table).where(key_filter))
     }
+    if rules.kind in _ENRICHERS:
+        # Before comparing, so a changed row gets its derived columns recomputed too.
+        _ENRICHERS[rules.kind]([record for _, record in chunk], report)
     now = utcnow()
     new_rows: list[dict] = []
     for row_number, record in chunk:
@@ -280,8 +283,6 @@ def _write_chunk(
             reason=f"import {report.import_id} row {row_number}",
             data={name: {"before": old, "after": new} for name, (old, new) in changes.items()},
         )
-    if new_rows and rules.kind in _ENRICHERS:
-        _ENRICHERS[rules.kind](new_rows, report)
     inserted = _insert_ignoring_conflicts(table, rules, new_rows)
     report.inserted += len(inserted)
     lost = [

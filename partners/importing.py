@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
+from flask import current_app
 from sqlalchemy import select
 
 from catalog.import_rules import (  # the shared row parsers
@@ -19,8 +20,8 @@ from catalog.import_rules import (  # the shared row parsers
     register_kind,
 )
 from catalog.importing import ImportReport, register_context, register_table
-from catalog.models import Purchase
 from common.extensions import db
+from fraud.facts import CatalogFacts, derive
 from partners.models import HistoricRepair, Partner
 
 _PARTS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._/-]*)\s*:\s*(\d{1,3})\s*$")
@@ -74,13 +75,14 @@ def validate_repair(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | 
         parts.append({"part_number": number, "quantity": int(match.group(2))})
     amount = _amount(raw.get("claimed_amount"), errors)
     rma = (raw.get("rma_number") or "").strip().upper() or None
+    diagnosis = _text(raw, "diagnosis_code", errors, required=False, max_len=40)
     record = {
         "partner_code": partner, "serial_number": _code(raw, "serial_number", errors), "sku": sku,
         "rma_number": rma[:16] if rma else None, "received_date": received,
         "completed_date": completed, "doa": doa_raw in _TRUE, "parts": parts,
         "labor_minutes": _int(raw, "labor_minutes", errors, required=True, minimum=0,
                               maximum=10_000),
-        "claimed_amount": amount,
+        "claimed_amount": amount, "diagnosis_code": diagnosis or None,
     }
     return (None, errors) if errors else (record, errors)
 
@@ -100,13 +102,9 @@ def _amount(value: str | None, errors: RowErrors) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def _flag_unregistered(rows: list[dict], report: ImportReport) -> None:
-    """Mark rows whose serial is not a registered purchase (kept, but a fraud signal)."""
-    serials = {row["serial_number"] for row in rows}
-    registered = set(db.session.scalars(
-        select(Purchase.serial_number).where(Purchase.serial_number.in_(serials))))
-    for row in rows:
-        row["serial_registered"] = row["serial_number"] in registered
+def _derive_facts(rows: list[dict], report: ImportReport) -> None:
+    """Complete new rows with what fraud scoring counts (unregistered serials are kept)."""
+    derive(rows, CatalogFacts(current_app.config["DOA_REPLACEMENT_DAYS"]))
 
 
 register_kind(KindRules("partners", ("code", "name", "country"), ("contact_email", "sla_days"),
@@ -115,10 +113,10 @@ register_kind(KindRules(
     "repairs",
     ("partner_code", "serial_number", "sku", "received_date", "completed_date", "doa", "parts",
      "labor_minutes", "claimed_amount"),
-    ("rma_number",),
+    ("rma_number", "diagnosis_code"),
     ("partner_code", "serial_number", "received_date"),
     validate_repair,
 ))
 register_table("partners", Partner.__table__, "partner")
-register_table("repairs", HistoricRepair.__table__, "historic_repair", enrich=_flag_unregistered)
+register_table("repairs", HistoricRepair.__table__, "historic_repair", enrich=_derive_facts)
 register_context("partner_codes", lambda: set(db.session.scalars(select(Partner.code))))

@@ -15,6 +15,7 @@ from common.actors import Actor
 from common.errors import Conflict, NotFound, ValidationFailed
 from common.extensions import db
 from common.models import utcnow
+from fraud.service import active_hold, mirror_report, note_unreturned
 from partners import repair_states as states
 from partners.claim_rules import BomEntry, UsedPart, price_report
 from partners.models import PayableLine, Repair, RepairReport, RepairReportLine
@@ -83,6 +84,11 @@ def submit_report(*, rma_number: str, partner_id: int, diagnosis_code: str, doa:
                              from_location=f"partner:{repair.partner.code}",
                              to_location=f"consumed:{rma_number}", reason="consumed",
                              reference=rma_number, actor=actor)
+    db.session.flush()
+    db.session.refresh(report, ["lines"])
+    mirror_report(report, sku=sku or "", serial_number=(repair.unit.received_serial
+                                                          or repair.unit.expected_serial),
+                  rma_number=rma_number)
     record_event(entity_type="repair_report", entity_id=report.id,
                  action="repair_report.submitted", actor=actor,
                  data={"rma_number": rma_number, "claimed_amount": str(report.claimed_amount),
@@ -115,6 +121,10 @@ def decide_report(*, report_id: int, decision: str, note: str, actor: Actor) -> 
         raise ValidationFailed("a note is required", errors={"note": ["explain the decision"]})
     report = get_report(report_id)
     status = {"approve": "approved", "reject": "rejected", "withhold": "withheld"}[decision]
+    holding_flag = active_hold(report.id)
+    if status == "approved" and holding_flag is not None:
+        raise Conflict(f"payment of report {report_id} is held while fraud flag "
+                       f"{holding_flag} is investigated")
     now = utcnow()
     changed = db.session.execute(
         update(RepairReport)
@@ -214,6 +224,7 @@ def charge_overdue_cores(*, actor: Actor, today: Any = None) -> int:
         except IntegrityError:
             db.session.rollback()  # another run charged it first
             continue
+        note_unreturned(line.report_id, outstanding)
         record_event(entity_type="repair_report", entity_id=line.report_id,
                      action="core.charged_back", actor=actor,
                      data={"part_number": line.part_number, "quantity": outstanding,

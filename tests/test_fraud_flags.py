@@ -1,0 +1,342 @@
+"""Fraud facts, hard rules, scoring on hand-made data, flags, finance's decisions and holds."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from audit.models import AuditEvent
+from catalog.models import Purchase
+from common.extensions import db
+from fraud import verdicts as v
+from fraud.facts import CatalogFacts, derive, load_cube
+from fraud.models import FraudFlag, PaymentHold
+from fraud.rules import find_rule_hits
+from fraud.scoring import score_cube
+from fraud.service import decide, score_all
+from partners.models import HistoricRepair
+from tests.factories import (
+    TEST_ACTOR,
+    bearer,
+    load_catalog,
+    make_partner,
+    register_purchase,
+    staff_token,
+)
+from tests.test_repair_reports import repairing, report  # noqa: F401 - shared fixture
+
+_serials = itertools.count(1)
+
+
+def add_history(partner: str, sku: str, count: int, *, doa: int = 0, month: str = "2025-03",
+                parts: list[dict] | None = None, bought: date | None = None,
+                register: bool = True) -> list[dict]:
+    """``count`` claims of ``partner`` on ``sku`` received in ``month``, ``doa`` of them DOA.
+
+    Each serial is a registered purchase bought ``bought`` (default: ten days before), unless
+    ``register`` is false.
+    """
+    received = date.fromisoformat(f"{month}-10")
+    rows, purchases = [], []
+    for i in range(count):
+        serial = f"S{next(_serials):06d}"
+        purchases.append({"serial_number": serial, "sku": sku,
+                          "purchase_date": bought or received - timedelta(days=10),
+                          "customer_email": "ann@example.com", "customer_name": "Ann",
+                          "country": "SE"})
+        rows.append({
+            "partner_code": partner, "serial_number": serial, "sku": sku,
+            "received_date": received, "completed_date": received + timedelta(days=3),
+            "doa": i < doa, "parts": parts or [], "labor_minutes": 45,
+            "claimed_amount": Decimal("100.00"), "rma_number": None, "diagnosis_code": None,
+        })
+    if register:
+        db.session.execute(insert(Purchase), purchases)
+    derive(rows, CatalogFacts(default_doa_days=30))
+    db.session.execute(insert(HistoricRepair), rows)
+    db.session.commit()
+    return rows
+
+
+@pytest.fixture
+def catalog(app):
+    load_catalog()  # PH-1 (BOM: MB-1 120.00, BAT-1 20.50), TB-1 (BOM: SCR-1 60.00)
+
+
+# --- derived facts ------------------------------------------------------------------------
+
+
+def test_derive_prices_parts_and_marks_modules_bom_breaks_and_unit_age(catalog):
+    register_purchase("OLD-1", bought=date(2020, 1, 1))
+    register_purchase("NEW-1", bought=date(2025, 2, 1))
+    rows = [
+        {"partner_code": "X", "serial_number": "NEW-1", "sku": "PH-1",
+         "received_date": date(2025, 3, 20), "doa": True,
+         "parts": [{"part_number": "MB-1", "quantity": 1}, {"part_number": "BAT-1",
+                                                            "quantity": 1}]},
+        {"partner_code": "X", "serial_number": "OLD-1", "sku": "PH-1",
+         "received_date": date(2025, 3, 20), "doa": True,
+         "parts": [{"part_number": "SCR-1", "quantity": 2}]},
+        {"partner_code": "X", "serial_number": "GHOST", "sku": "PH-1",
+         "received_date": date(2025, 3, 20), "doa": False, "parts": []},
+    ]
+    derive(rows, CatalogFacts(default_doa_days=30))
+    fresh, old, ghost = rows
+    assert fresh["parts_cost"] == Decimal("140.50") and fresh["parts_quantity"] == 2
+    # MB-1 is the top part; BAT-1 (20.50) is under half of it, so only MB-1 is a module.
+    assert fresh["premium_parts"] == 1 and fresh["outside_bom_parts"] == 0
+    assert fresh["unit_age_days"] == 47 and fresh["late_doa"] and not fresh["outside_warranty"]
+    assert old["outside_bom_parts"] == 2 and old["outside_warranty"] and old["late_doa"]
+    assert not ghost["serial_registered"] and ghost["unit_age_days"] is None
+    assert fresh["received_month"] == "2025-03"
+
+
+def test_cube_counts_per_partner_product_month_and_repeats_go_to_the_first_repairer(catalog):
+    for code in ("AAA", "BBB"):
+        make_partner(code)
+    add_history("AAA", "PH-1", 4, doa=1, month="2025-01",
+                parts=[{"part_number": "BAT-1", "quantity": 2}])
+    repeat = add_history("AAA", "TB-1", 1, month="2025-02")[0]
+    later = dict(repeat, partner_code="BBB", received_date=date(2025, 3, 15),
+                 completed_date=date(2025, 3, 16))
+    derive([later], CatalogFacts(30))
+    db.session.execute(insert(HistoricRepair), [later])
+    db.session.commit()
+    cube = load_cube()
+    assert cube.months == ["2025-01", "2025-02", "2025-03"]
+    a, ph, tb = cube.partners.index("AAA"), cube.skus.index("PH-1"), cube.skus.index("TB-1")
+    assert cube["claims"][a, ph, 0] == 4 and cube["doa"][a, ph, 0] == 1
+    assert cube["parts"][a, ph, 0] == 8 and cube["parts_cost"][a, ph, 0] == pytest.approx(164)
+    assert cube["repeats"][a, tb, 1] == 1  # AAA's February fix did not hold
+    assert cube["repeats"].sum() == 1
+
+
+# --- hard rules ---------------------------------------------------------------------------
+
+
+def test_each_hard_rule_names_the_claim_that_breaks_it(catalog):
+    for code in ("AAA", "BBB"):
+        make_partner(code)
+    honest = add_history("AAA", "PH-1", 3, parts=[{"part_number": "BAT-1", "quantity": 1}])
+    add_history("BBB", "PH-1", 1, register=False)
+    add_history("BBB", "PH-1", 1, parts=[{"part_number": "SCR-1", "quantity": 1}])
+    add_history("BBB", "PH-1", 1, bought=date(2019, 1, 1))
+    twin = dict(honest[0], partner_code="BBB", received_date=date(2025, 3, 11),
+                completed_date=date(2025, 3, 11))
+    derive([twin], CatalogFacts(30))
+    db.session.execute(insert(HistoricRepair), [twin])
+    db.session.commit()
+    hits = find_rule_hits()
+    assert sorted(hit.rule for hit in hits) == sorted([
+        v.UNREGISTERED_SERIAL, v.PART_OUTSIDE_BOM, v.OUTSIDE_WARRANTY,
+        v.SERIAL_AT_OTHER_PARTNER])
+    assert {hit.partner for hit in hits} == {"BBB"}  # the first repairer is presumed genuine
+    overlap = next(hit for hit in hits if hit.rule == v.SERIAL_AT_OTHER_PARTNER)
+    assert honest[0]["serial_number"] in overlap.reason and "AAA" in overlap.reason
+
+
+# --- scoring on hand-made data ------------------------------------------------------------
+
+
+def _peer_world(*, fraud_doa: int, specialist_doa: int = 10) -> None:
+    """Twelve honest partners (2-6% DOA on PH-1, 10% on the fragile TB-1) and two to judge."""
+    for n in range(12):
+        code = f"H{n:02d}"
+        make_partner(code)
+        for month in ("2025-01", "2025-02", "2025-03"):
+            add_history(code, "PH-1", 50, doa=1 + (n + int(month[-1])) % 3, month=month)
+            add_history(code, "TB-1", 10, doa=1, month=month)
+    make_partner("FRAUD")
+    make_partner("TABLETS")
+    for month in ("2025-01", "2025-02", "2025-03"):
+        add_history("FRAUD", "PH-1", 60, doa=fraud_doa, month=month)
+        add_history("TABLETS", "TB-1", 100, doa=specialist_doa, month=month)
+
+
+def test_a_partner_with_three_times_the_doa_rate_of_its_mix_is_flagged_and_a_specialist_is_not(
+        catalog):
+    _peer_world(fraud_doa=6)  # 10% vs 4% expected on PH-1
+    verdicts = {x.partner: x for x in score_cube(load_cube(), as_of=2)}
+    fraud = verdicts["FRAUD"]
+    assert fraud.verdict == v.FLAG and fraud.top_signal in (v.DOA_RATE, v.ONSET)
+    doa = next(s for s in fraud.signals if s.signal == v.DOA_RATE)
+    assert doa.observed == 18 and doa.expected == pytest.approx(7.2, rel=0.1)
+    assert "DOA 10.0% vs 4.0% expected for its product mix" in doa.reason
+    # All tablets at the tablet rate: many DOAs, none of them suspicious.
+    assert verdicts["TABLETS"].verdict == v.CLEAR
+    assert all(x.verdict == v.CLEAR for code, x in verdicts.items() if code.startswith("H"))
+
+
+def test_a_small_partner_is_never_flagged_on_a_few_claims(catalog):
+    _peer_world(fraud_doa=2)
+    make_partner("TINY")
+    add_history("TINY", "PH-1", 10, doa=2, month="2025-03")  # 20% on 10 claims
+    tiny = next(x for x in score_cube(load_cube(), as_of=2) if x.partner == "TINY")
+    assert tiny.verdict in (v.CLEAR, v.INSUFFICIENT) and tiny.claims == 10
+
+
+# --- flags: idempotent scoring, decisions, holds --------------------------------------------
+
+
+def _audit_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(AuditEvent))
+
+
+def test_rescoring_the_same_data_changes_nothing(catalog):
+    _peer_world(fraud_doa=8)
+    add_history("H00", "PH-1", 1, register=False)  # a hard-rule flag
+    first = score_all(actor=TEST_ACTOR)
+    assert first.flagged == 1 and first.created >= 2
+    flags = db.session.scalars(select(FraudFlag).order_by(FraudFlag.id)).all()
+    snapshot = [(f.fingerprint, f.status, f.amount_at_stake, f.reason) for f in flags]
+    events = _audit_count()
+    second = score_all(actor=TEST_ACTOR)
+    assert (second.created, second.updated, second.reopened) == (0, 0, 0)
+    db.session.expire_all()
+    again = db.session.scalars(select(FraudFlag).order_by(FraudFlag.id)).all()
+    assert [(f.fingerprint, f.status, f.amount_at_stake, f.reason) for f in again] == snapshot
+    assert _audit_count() == events + 1  # only the run itself
+    partner_flag = next(f for f in again if f.kind == "statistical")
+    assert partner_flag.partner.code == "FRAUD" and partner_flag.status == "open"
+    assert partner_flag.amount_at_stake > 0 and "DOA" in partner_flag.reason
+
+
+def test_a_dismissed_flag_stays_dismissed_until_the_evidence_grows_materially(catalog):
+    _peer_world(fraud_doa=8)
+    score_all(actor=TEST_ACTOR)
+    flag = db.session.scalar(select(FraudFlag).where(FraudFlag.kind == "statistical"))
+    decide(flag_id=flag.id, decision="dismiss", note="Recall campaign on a bad batch",
+           actor=TEST_ACTOR)
+    add_history("FRAUD", "PH-1", 60, doa=9, month="2025-03")  # a little more of the same
+    score_all(actor=TEST_ACTOR)
+    db.session.refresh(flag)
+    assert flag.status == "dismissed"
+    add_history("FRAUD", "PH-1", 300, doa=60, month="2025-03")  # it keeps piling up
+    summary = score_all(actor=TEST_ACTOR)
+    db.session.refresh(flag)
+    assert summary.reopened == 1 and flag.status == "open"
+    assert flag.amount_at_stake >= flag.dismissed_amount * Decimal("1.5")
+    actions = db.session.scalars(select(AuditEvent.action).where(
+        AuditEvent.entity_type == "fraud_flag", AuditEvent.entity_id == str(flag.id))).all()
+    assert {"fraud_flag.raised", "fraud_flag.dismissed", "fraud_flag.reopened"} <= set(actions)
+
+
+def test_decisions_need_their_reasons_and_happen_once(catalog):
+    from common.errors import Conflict, ValidationFailed
+
+    _peer_world(fraud_doa=8)
+    score_all(actor=TEST_ACTOR)
+    flag = db.session.scalar(select(FraudFlag).where(FraudFlag.kind == "statistical"))
+    with pytest.raises(ValidationFailed):
+        decide(flag_id=flag.id, decision="confirm", note="Proven", actor=TEST_ACTOR)
+    with pytest.raises(ValidationFailed):
+        decide(flag_id=flag.id, decision="dismiss", note="  ", actor=TEST_ACTOR)
+    done = decide(flag_id=flag.id, decision="confirm", note="Partner admitted it",
+                  recovery_amount=Decimal("1234.5"), actor=TEST_ACTOR)
+    assert done.status == "confirmed" and done.recovery_amount == Decimal("1234.50")
+    with pytest.raises(Conflict):
+        decide(flag_id=flag.id, decision="dismiss", note="Changed my mind", actor=TEST_ACTOR)
+    # Later scoring runs do not undo a decision.
+    score_all(actor=TEST_ACTOR)
+    db.session.refresh(flag)
+    assert flag.status == "confirmed"
+
+
+def test_live_reports_feed_the_history_and_holds_block_their_payment(client, repairing):  # noqa: F811
+    number, headers = repairing
+    report_id = report(client, headers, number).json["id"]
+    mirrored = db.session.scalar(select(HistoricRepair).where(
+        HistoricRepair.report_id == report_id))
+    assert mirrored.rma_number == number and mirrored.parts_cost == Decimal("120.00")
+    assert mirrored.premium_parts == 1 and mirrored.serial_registered
+    flag = FraudFlag(fingerprint="SHOP:test", partner_id=mirrored_partner_id(report_id),
+                     kind="rule", signal=v.PART_OUTSIDE_BOM, claim_ref=f"report:{report_id}",
+                     score=100, reason="test", amount_at_stake=Decimal("165.00"))
+    db.session.add(flag)
+    db.session.commit()
+    finance = bearer(staff_token("finance"))
+    held = client.post(f"/api/v1/fraud/flags/{flag.id}/hold", headers=finance,
+                       json={"note": "Under review"})
+    assert held.status_code == 200 and held.json == {"held_report_ids": [report_id]}
+    again = client.post(f"/api/v1/fraud/flags/{flag.id}/hold", headers=finance,
+                        json={"note": "Double click"})
+    assert again.json == {"held_report_ids": []}
+    approve = client.post(f"/api/v1/finance/repair-reports/{report_id}/decision",
+                          headers=finance, json={"decision": "approve", "note": "pay"})
+    assert approve.status_code == 409 and "held while fraud flag" in approve.json["detail"]
+    dismissed = client.post(f"/api/v1/fraud/flags/{flag.id}/decision", headers=finance,
+                            json={"decision": "dismiss", "note": "Photos prove it"})
+    assert dismissed.status_code == 200 and dismissed.json["status"] == "dismissed"
+    assert db.session.scalar(select(PaymentHold.released_at)) is not None
+    approve = client.post(f"/api/v1/finance/repair-reports/{report_id}/decision",
+                          headers=finance, json={"decision": "approve", "note": "pay"})
+    assert approve.status_code == 200 and approve.json["status"] == "approved"
+
+
+def mirrored_partner_id(report_id: int) -> int:
+    from partners.models import RepairReport
+
+    return db.session.get(RepairReport, report_id).partner_id
+
+
+# --- API and CLI --------------------------------------------------------------------------
+
+
+def test_flags_api_lists_filters_and_exports_csv(client, catalog):
+    import csv
+    import io
+
+    _peer_world(fraud_doa=8)
+    add_history("H01", "PH-1", 1, register=False)
+    score_all(actor=TEST_ACTOR)
+    finance = bearer(staff_token("finance"))
+    flags = client.get("/api/v1/fraud/flags?status=open", headers=finance).json
+    assert [f["amount_at_stake"] for f in flags] == sorted(
+        (f["amount_at_stake"] for f in flags), key=Decimal, reverse=True)
+    partner_flag = next(f for f in flags if f["kind"] == "statistical")
+    assert partner_flag["partner_code"] == "FRAUD" and partner_flag["claim"] is None
+    assert {"id", "signal", "score", "status", "reason", "amount_at_stake"} <= set(partner_flag)
+    rule = client.get("/api/v1/fraud/flags?signal=unregistered_serial", headers=finance).json
+    assert [(f["partner_code"], f["claim"][:8]) for f in rule] == [("H01", "history:")]
+    assert client.get("/api/v1/fraud/flags?partner_code=fraud",
+                      headers=finance).json == [partner_flag]
+    exported = client.get("/api/v1/fraud/flags", headers={**finance, "Accept": "text/csv"})
+    assert exported.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert {row["partner_code"] for row in rows} == {"FRAUD", "H01"}
+    detail = client.get(f"/api/v1/fraud/flags/{partner_flag['id']}", headers=finance).json
+    assert detail["evidence"]["signals"][0]["signal"] == partner_flag["signal"]
+    assert detail["claims"] and all(claim["doa"] for claim in detail["claims"])
+    bad = client.get("/api/v1/fraud/flags?status=guilty", headers=finance)
+    assert bad.status_code == 422 and "status" in bad.json["errors"]
+
+
+def test_decision_api_validates_and_conflicts(client, catalog):
+    _peer_world(fraud_doa=8)
+    score_all(actor=TEST_ACTOR)
+    flag_id = db.session.scalar(select(FraudFlag.id).where(FraudFlag.kind == "statistical"))
+    finance = bearer(staff_token("finance"))
+    url = f"/api/v1/fraud/flags/{flag_id}/decision"
+    missing = client.post(url, headers=finance, json={"decision": "confirm", "note": "yes"})
+    assert missing.status_code == 422 and "recovery_amount" in missing.json["errors"]
+    ok = client.post(url, headers=finance, json={"decision": "request_evidence",
+                                                 "note": "Send the boards back"})
+    assert ok.status_code == 200 and ok.json["status"] == "awaiting_evidence"
+    confirmed = client.post(url, headers=finance, json={
+        "decision": "confirm", "note": "No boards came back", "recovery_amount": "950.00"})
+    assert confirmed.json["recovery_amount"] == "950.00"
+    assert client.post(url, headers=finance, json={"decision": "dismiss",
+                                                   "note": "x"}).status_code == 409
+    assert client.post("/api/v1/fraud/flags/424242/decision", headers=finance, json={
+        "decision": "dismiss", "note": "x"}).status_code == 404
+
+
+def test_score_command_prints_a_summary(runner, catalog):
+    _peer_world(fraud_doa=8)
+    result = runner.invoke(args=["fraud", "score"])
+    assert result.exit_code == 0, result.output
+    assert "1 partner(s) flagged" in result.output and "flags created" in result.output
