@@ -27,6 +27,21 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _env_stage_limits(name: str, default: str) -> dict[str, float]:
+    """``stage=days,stage=days`` (e.g. ``diagnosing=2,awaiting_parts=7``)."""
+    raw = os.environ.get(name) or default
+    limits: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        stage, _, days = item.partition("=")
+        try:
+            limits[stage.strip()] = float(days)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {item!r} is not stage=days") from exc
+        if limits[stage.strip()] <= 0:
+            raise ConfigError(f"{name}: {item!r} must give a positive number of days")
+    return limits
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -107,6 +122,11 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "INSPECTION_DAYS": _env_int("INSPECTION_DAYS", 3),
         "SUPPORT_EMAIL": os.environ.get("SUPPORT_EMAIL", "support@aftercare.invalid"),
         "SLA_ESCALATE_AFTER_DAYS": _env_int("SLA_ESCALATE_AFTER_DAYS", 2),
+        # How long a repair may stay in each stage (a partner's own limits override these).
+        "SLA_STAGE_LIMITS": _env_stage_limits(
+            "SLA_STAGE_LIMITS",
+            "received_at_partner=1,diagnosing=2,awaiting_parts=7,repairing=3,repaired=1,"
+            "unrepairable=1,replaced=1"),
         "CORE_RETURN_DAYS": _env_int("CORE_RETURN_DAYS", 30),
         # Plain-http webhook endpoints only outside production (https is required there).
         "WEBHOOK_ALLOW_HTTP": _env_bool("WEBHOOK_ALLOW_HTTP", not production),

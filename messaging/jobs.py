@@ -48,6 +48,7 @@ STAFF_SUBJECTS = {
     "sla_at_risk": "SLA at risk: unit %(rma_number)s at %(partner_code)s",
     "sla_breached": "SLA breached: unit %(rma_number)s at %(partner_code)s",
     "sla_escalated": "SLA escalation: unit %(rma_number)s at %(partner_code)s",
+    "sla_stage_overdue": "Stage overdue: unit %(rma_number)s %(stage)s at %(partner_code)s",
     "fraud_evidence_request": "Evidence requested on repair claims (case %(flag_id)s)",
 }
 

@@ -10,7 +10,8 @@ from partners.sla_service import SlaSettings, check_slas
 
 def sla_settings() -> SlaSettings:
     return SlaSettings(support_email=current_app.config["SUPPORT_EMAIL"],
-                       escalate_after_days=current_app.config["SLA_ESCALATE_AFTER_DAYS"])
+                       escalate_after_days=current_app.config["SLA_ESCALATE_AFTER_DAYS"],
+                       stage_limits=current_app.config["SLA_STAGE_LIMITS"])
 
 
 @job("partners.check_slas", timeout=1800)

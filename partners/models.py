@@ -35,6 +35,8 @@ class Partner(db.Model):
     contact_email: Mapped[str | None] = mapped_column(String(254))
     contact_phone: Mapped[str | None] = mapped_column(String(40))
     sla_days: Mapped[int] = mapped_column(Integer, nullable=False, default=10)
+    # Days a repair may stay in each stage, e.g. {"awaiting_parts": 5}; NULL: SLA_STAGE_LIMITS.
+    stage_limits: Mapped[dict | None] = mapped_column(JSON)
     labor_rate_per_hour: Mapped[Decimal] = mapped_column(Numeric(10, 2), nullable=False,
                                                          default=Decimal("60.00"))
     active: Mapped[bool] = mapped_column(nullable=False, default=True)
@@ -82,6 +84,10 @@ class Repair(db.Model):
     paused_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     pause_reason: Mapped[str | None] = mapped_column(Text)
     sla_level: Mapped[str] = mapped_column(String(12), nullable=False, default="ok")
+    # Per-stage clock: when the current status began, and the paused time up to then.
+    stage_entered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stage_paused_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                                      server_default="0")
 
     unit = relationship("Unit", lazy="joined")
     partner = relationship(Partner, lazy="joined")
@@ -236,13 +242,17 @@ class HistoricRepair(db.Model):
 
 
 class SlaAlert(db.Model):
-    """One SLA level reached by one repair; unique, so re-running the check alerts once."""
+    """One SLA level reached by one repair; unique, so re-running the check alerts once.
+
+    ``level`` is a turnaround level (at_risk, breached, escalated) or ``stage:<status>`` for
+    a stage that overran its limit.
+    """
 
     __tablename__ = "sla_alerts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repair_id: Mapped[int] = mapped_column(ForeignKey("repairs.id"), nullable=False)
-    level: Mapped[str] = mapped_column(String(12), nullable=False)
+    level: Mapped[str] = mapped_column(String(40), nullable=False)
     elapsed_days: Mapped[Decimal] = mapped_column(Numeric(8, 2), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 

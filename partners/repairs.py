@@ -112,6 +112,7 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
     if target == states.SHIPPED_BACK:
         repair.completed_at = now
         _stop_pause(repair, now)
+    repair.stage_entered_at, repair.stage_paused_seconds = now, _paused_so_far(repair, now)
     unit.version += 1
     record_event(entity_type="unit", entity_id=unit.rma.rma_number,
                  action="repair.status_changed", actor=actor, reason=note,
@@ -132,6 +133,11 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
 def history(repair: Repair) -> list[RepairEvent]:
     return list(db.session.scalars(select(RepairEvent).where(RepairEvent.repair_id == repair.id)
                                    .order_by(RepairEvent.id)))
+
+
+def _paused_so_far(repair: Repair, now: datetime) -> int:
+    running = int((now - repair.paused_at).total_seconds()) if repair.paused_at else 0
+    return repair.paused_seconds + running
 
 
 def _stop_pause(repair: Repair, now: datetime) -> None:

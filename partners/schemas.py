@@ -3,6 +3,10 @@
 import marshmallow as ma
 
 from common.schemas import CredentialSchema
+from partners import repair_states
+
+STAGES = [s for s in repair_states.STATUSES
+          if s not in (repair_states.IN_TRANSIT, repair_states.SHIPPED_BACK)]
 
 
 class PartnerCreateSchema(ma.Schema):
@@ -17,6 +21,10 @@ class PartnerCreateSchema(ma.Schema):
     contact_email = ma.fields.Email(load_default=None, validate=ma.validate.Length(max=254))
     contact_phone = ma.fields.String(load_default=None, validate=ma.validate.Length(max=40))
     sla_days = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=365))
+    stage_limits = ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.OneOf(STAGES)),
+        values=ma.fields.Float(validate=ma.validate.Range(min=0.01, max=365)),
+        load_default=None, metadata={"description": "days allowed per repair stage"})
 
 
 class PartnerSchema(ma.Schema):
@@ -26,6 +34,7 @@ class PartnerSchema(ma.Schema):
     contact_email = ma.fields.String(allow_none=True)
     contact_phone = ma.fields.String(allow_none=True)
     sla_days = ma.fields.Integer()
+    stage_limits = ma.fields.Dict(allow_none=True)
     active = ma.fields.Boolean()
 
 

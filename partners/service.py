@@ -14,6 +14,7 @@ from common.errors import ValidationFailed
 from common.extensions import db
 from common.models import utcnow
 from common.tokens import display_prefix, new_secret, secret_hash
+from partners import repair_states
 from partners.errors import PartnerExists, PartnerNotFound
 from partners.models import Partner, PartnerApiKey
 
@@ -34,8 +35,9 @@ def create_partner(
     contact_email: str | None = None,
     contact_phone: str | None = None,
     sla_days: int = 10,
+    stage_limits: dict[str, float] | None = None,
 ) -> Partner:
-    """Register a service partner."""
+    """Register a service partner (``stage_limits``: days allowed per repair stage)."""
     code = normalize_code(code)
     errors: dict[str, list[str]] = {}
     if not _CODE_RE.match(code):
@@ -46,6 +48,12 @@ def create_partner(
         errors["country"] = ["ISO 3166-1 alpha-2 code expected, e.g. SE"]
     if sla_days <= 0:
         errors["sla_days"] = ["must be positive"]
+    for stage, days in (stage_limits or {}).items():
+        if stage not in repair_states.STATUSES or stage in (repair_states.IN_TRANSIT,
+                                                            repair_states.SHIPPED_BACK):
+            errors.setdefault("stage_limits", []).append(f"{stage} is not a repair stage")
+        elif not 0 < days <= 365:
+            errors.setdefault("stage_limits", []).append(f"{stage}: days must be 0-365")
     if errors:
         raise ValidationFailed("invalid partner", errors=errors)
     partner = Partner(
@@ -55,6 +63,7 @@ def create_partner(
         contact_email=contact_email,
         contact_phone=contact_phone,
         sla_days=sla_days,
+        stage_limits=dict(stage_limits) if stage_limits else None,
     )
     db.session.add(partner)
     try:
@@ -67,7 +76,8 @@ def create_partner(
         entity_id=partner.code,
         action="partner.created",
         actor=actor,
-        data={"name": partner.name, "country": partner.country, "sla_days": partner.sla_days},
+        data={"name": partner.name, "country": partner.country, "sla_days": partner.sla_days,
+              "stage_limits": partner.stage_limits},
     )
     db.session.commit()
     return partner

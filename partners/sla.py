@@ -45,6 +45,14 @@ def evaluate(*, received_at: datetime, now: datetime, paused_seconds: int,
     return SlaState(round(days, 2), level, paused_at is not None)
 
 
+def stage_days(*, entered_at: datetime, now: datetime, paused_seconds: int,
+               paused_seconds_at_entry: int, paused_at: datetime | None) -> float:
+    """Time in the current stage, not counting the pauses taken since it began."""
+    running = (now - max(paused_at, entered_at)).total_seconds() if paused_at else 0.0
+    paused_in_stage = max(0, paused_seconds - paused_seconds_at_entry) + running
+    return max((now - entered_at).total_seconds() - paused_in_stage, 0.0) / 86400
+
+
 def percentile(values: list[float], share: float) -> float | None:
     """Nearest-rank percentile (``share`` in 0..1) of a list; None when empty."""
     if not values:

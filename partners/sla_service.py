@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ from inventory.models import Unit
 from messaging.service import queue_message
 from partners import repair_states as states
 from partners.models import Partner, Repair, RepairReport, SlaAlert
-from partners.sla import LEVELS, SlaPolicy, evaluate, percentile
+from partners.sla import LEVELS, SlaPolicy, evaluate, percentile, stage_days
 
 SLA_ACTOR = Actor.system("sla-check")
 
@@ -28,12 +29,14 @@ class SlaSettings:
     support_email: str
     escalate_after_days: float = 2.0
     at_risk_share: float = 0.8
+    # Default days per stage; a partner's own ``stage_limits`` override them one by one.
+    stage_limits: Mapping[str, float] = field(default_factory=dict)
 
 
 def check_slas(*, settings: SlaSettings, now: datetime | None = None) -> dict[str, int]:
     """Raise each open repair's SLA level and alert once per level reached (idempotent)."""
     now = now or utcnow()
-    counts = dict.fromkeys(LEVELS, 0)
+    counts = dict.fromkeys((*LEVELS, "stage_overdue"), 0)
     open_repairs = db.session.scalars(select(Repair.id).where(
         Repair.received_at.is_not(None), Repair.completed_at.is_(None))).all()
     for repair_id in open_repairs:
@@ -47,7 +50,42 @@ def check_slas(*, settings: SlaSettings, now: datetime | None = None) -> dict[st
         counts[state.level] += 1
         if LEVELS.index(state.level) > LEVELS.index(repair.sla_level):
             _raise_level(repair, state.level, state.elapsed_days, settings)
+        if _check_stage(repair, now, settings):
+            counts["stage_overdue"] += 1
     return counts
+
+
+def _check_stage(repair: Repair, now: datetime, settings: SlaSettings) -> bool:
+    """Alert once when a repair overruns its current stage's limit; True while it does."""
+    limits = {**settings.stage_limits, **(repair.partner.stage_limits or {})}
+    limit = limits.get(repair.status)
+    if limit is None or repair.stage_entered_at is None:
+        return False
+    days = round(stage_days(entered_at=repair.stage_entered_at, now=now,
+                            paused_seconds=repair.paused_seconds,
+                            paused_seconds_at_entry=repair.stage_paused_seconds,
+                            paused_at=repair.paused_at), 2)
+    if days <= limit:
+        return False
+    level = f"stage:{repair.status}"
+    try:
+        with db.session.begin_nested():
+            db.session.add(SlaAlert(repair_id=repair.id, level=level,
+                                    elapsed_days=Decimal(str(days))))
+    except IntegrityError:
+        return True  # alerted before (or by a concurrent check)
+    unit, partner = repair.unit, repair.partner
+    params = {"rma_number": unit.rma.rma_number, "partner_code": partner.code,
+              "stage": repair.status.replace("_", " "), "stage_days": days,
+              "limit_days": limit}
+    for recipient in filter(None, (partner.contact_email, settings.support_email)):
+        queue_message(recipient=recipient, kind="sla_stage_overdue", language="en",
+                      params=params, actor=SLA_ACTOR)
+    record_event(entity_type="unit", entity_id=unit.rma.rma_number, action="sla.stage_overdue",
+                 actor=SLA_ACTOR, data={"stage": repair.status, "stage_days": days,
+                                        "limit_days": limit, "partner": partner.code})
+    db.session.commit()
+    return True
 
 
 def _raise_level(repair: Repair, level: str, days: float, settings: SlaSettings) -> None:

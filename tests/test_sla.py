@@ -121,3 +121,48 @@ def test_scorecard_on_a_known_small_data_set(client, app):
 def test_sla_cli_runs_the_check_once(app, runner, at_partner):
     result = runner.invoke(args=["sla", "check"])
     assert result.exit_code == 0 and "escalated" in result.output
+
+
+def test_stage_clock_skips_pauses_taken_in_the_stage_only():
+    entered = T0 + timedelta(days=1)
+    # Paused for a day inside the stage (resumed): 3 days on the clock, 2 in the stage.
+    assert sla.stage_days(entered_at=entered, now=T0 + timedelta(days=4),
+                          paused_seconds=86400 + 500, paused_seconds_at_entry=500,
+                          paused_at=None) == 2
+    # A pause that began before the stage and still runs: no stage time at all.
+    assert sla.stage_days(entered_at=entered, now=T0 + timedelta(days=4),
+                          paused_seconds=500, paused_seconds_at_entry=500 + 86400,
+                          paused_at=T0) == 0
+
+
+def test_a_stage_overrunning_its_limit_alerts_once_with_the_partners_own_limit(
+        client, app, at_partner):
+    number, headers = at_partner
+    db.session.execute(update(Repair).values(stage_entered_at=T0, stage_paused_seconds=0))
+    db.session.execute(update(Partner).values(stage_limits={"received_at_partner": 3}))
+    db.session.commit()
+    settings = SlaSettings(support_email="support@example.test",
+                           stage_limits={"received_at_partner": 1, "diagnosing": 2})
+    assert check_slas(settings=settings, now=T0 + timedelta(days=2))["stage_overdue"] == 0
+    counts = check_slas(settings=settings, now=T0 + timedelta(days=3.5))
+    assert counts["stage_overdue"] == 1
+    check_slas(settings=settings, now=T0 + timedelta(days=4))  # still overdue: no new alert
+    assert db.session.scalars(select(SlaAlert.level)).all() == ["stage:received_at_partner"]
+    sent = db.session.scalars(select(Message).where(Message.kind == "sla_stage_overdue")).all()
+    assert sorted(m.recipient for m in sent) == ["shop@example.test", "support@example.test"]
+    assert "received at partner" in sent[0].body and "limit for that stage is 3" in sent[0].body
+    # Moving on starts the next stage's clock afresh.
+    assert patch(client, headers, number, "diagnosing", 2).status_code == 200
+    repair = db.session.scalar(select(Repair))
+    assert repair.stage_entered_at > T0 + timedelta(days=100)
+
+
+def test_partner_stage_limits_are_validated(client, app):
+    admin = bearer(staff_token("admin"))
+    bad = client.post("/api/v1/partners", headers=admin, json={
+        "code": "STG", "name": "Stage AB", "stage_limits": {"teleporting": 2}})
+    assert bad.status_code == 422
+    assert [key.split(".")[0] for key in bad.json["errors"]] == ["stage_limits"]
+    ok = client.post("/api/v1/partners", headers=admin, json={
+        "code": "STG", "name": "Stage AB", "stage_limits": {"awaiting_parts": 5}})
+    assert ok.status_code == 201 and ok.json["stage_limits"] == {"awaiting_parts": 5}
