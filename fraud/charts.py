@@ -73,7 +73,10 @@ def no_data_svg(chart_id: str, title: str, message: str = "No data yet") -> Mark
 
 
 def _finite(*values: float) -> bool:
-    return all(isinstance(x, int | float) and math.isfinite(x) for x in values)
+    try:
+        return all(math.isfinite(value) for value in values)
+    except TypeError:  # None or text where a number belongs
+        return False
 
 
 def _log_ticks(low: float, high: float) -> list[float]:
@@ -124,8 +127,8 @@ def funnel_svg(dots: Sequence[FunnelDot], limits: Sequence[Limit], *, chart_id: 
     def x(value: float) -> float:
         return LEFT + plot_w * (math.log10(value) - math.log10(low)) / math.log10(high / low)
 
-    def y(value: float) -> float:
-        return TOP + plot_h * (1 - min(value, y_high) / y_high)
+    def y(value: float) -> float:  # limits may leave the plot (clipped); dots stay inside
+        return TOP + plot_h * (1 - value / y_high)
 
     flagged = sum(d.flagged for d in dots)
     highlighted = [d.label for d in dots if d.highlight]
@@ -160,7 +163,7 @@ def funnel_svg(dots: Sequence[FunnelDot], limits: Sequence[Limit], *, chart_id: 
     parts.append(f'<line class="target" x1="{LEFT}" x2="{LEFT + plot_w}" y1="{_num(y(1))}" '
                  f'y2="{_num(y(1))}" stroke="{INK}" stroke-width="1.5"/></g>')
     for dot in sorted(dots, key=lambda d: (d.highlight, d.flagged)):  # highlighted on top
-        px, py = x(dot.expected), y(dot.ratio)
+        px, py = x(dot.expected), y(min(dot.ratio, y_high))
         tip = f"{dot.label}: O/E {dot.ratio:.2f}" + (f" ({dot.hover})" if dot.hover else "")
         colour = HIGHLIGHT if dot.highlight else FLAGGED if dot.flagged else DOT
         classes = "dot" + (" flagged" if dot.flagged else "") + (" highlight" if dot.highlight
@@ -171,8 +174,9 @@ def funnel_svg(dots: Sequence[FunnelDot], limits: Sequence[Limit], *, chart_id: 
             parts.append(f'<rect x="{_num(px - 7)}" y="{_num(py - 7)}" width="14" height="14" '
                          f'fill="none" stroke="{FLAGGED}" stroke-width="2"/>')
         radius, stroke = (6, INK) if dot.highlight else (4, "#fff")
+        # Slightly see-through, so that partners on the same spot show as a darker dot.
         parts.append(f'<circle cx="{_num(px)}" cy="{_num(py)}" r="{radius}" fill="{colour}" '
-                     f'stroke="{stroke}" stroke-width="1.5"/>')
+                     f'fill-opacity="0.8" stroke="{stroke}" stroke-width="1.5"/>')
         if dot.highlight:
             parts.append(f'<text x="{_num(px + 10)}" y="{_num(py - 8)}" font-weight="700" '
                          f'fill="{INK}">{escape(dot.label)}</text>')
@@ -248,12 +252,12 @@ def trend_svg(points: Sequence[TrendPoint], *, chart_id: str = "trend",
             f"rates that month (dashed line). Bottom: claims per month (bars)."
             + (f" Flagged months (shaded): {', '.join(flagged)}." if flagged else ""))
     parts = _open(chart_id, title, desc)
-    for i, point in enumerate(points):
-        if point.flagged:
-            parts.append(f'<rect class="flagged-month" x="{_num(LEFT + band * i)}" y="{TOP}" '
-                         f'width="{_num(band)}" height="{top_h}" fill="#fce8e6" '
-                         f'stroke="{FLAGGED}" stroke-dasharray="2 2">'
-                         f'<title>{escape(point.month)}: in a flagged window</title></rect>')
+    for first, last in _runs([p.flagged for p in points]):
+        span = points[first].month + (f" to {points[last].month}" if last > first else "")
+        parts.append(f'<rect class="flagged-months" x="{_num(LEFT + band * first)}" y="{TOP}" '
+                     f'width="{_num(band * (last - first + 1))}" height="{top_h}" '
+                     f'fill="#fce8e6" stroke="{FLAGGED}" stroke-dasharray="2 2">'
+                     f'<title>{escape(span)}: in a flagged window</title></rect>')
     for tick in _linear_ticks(y_high) if y_high <= 12 else _count_ticks(y_high):
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{_num(y(tick))}" '
                      f'y2="{_num(y(tick))}" stroke="{GRID}"/><text x="{LEFT - 6}" '
@@ -272,7 +276,7 @@ def trend_svg(points: Sequence[TrendPoint], *, chart_id: str = "trend",
                      f'y="{_num(bars_top + bars_h - height)}" width="{_num(band * 0.7)}" '
                      f'height="{_num(height)}" fill="{GRID}" stroke="{MUTED}">'
                      f'<title>{escape(point.month)}: {point.claims:g} claims</title></rect>')
-    every = max(1, math.ceil(len(points) / 12))
+    every = max(1, math.ceil(len(points) / 8))  # month labels need about 70 px each
     for i, point in enumerate(points):
         if i % every == 0:
             parts.append(f'<text x="{_num(cx(i))}" y="{HEIGHT - BOTTOM + 16}" '
@@ -287,6 +291,19 @@ def trend_svg(points: Sequence[TrendPoint], *, chart_id: str = "trend",
     parts.append(_legend(legend + ([("shade", "flagged")] if flagged else [])))
     parts.append("</svg>")
     return Markup("\n".join(parts))
+
+
+def _runs(marks: Sequence[bool]) -> list[tuple[int, int]]:
+    """(first, last) index of each run of consecutive True marks."""
+    runs: list[tuple[int, int]] = []
+    for i, marked in enumerate(marks):
+        if not marked:
+            continue
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def _count_ticks(high: float) -> list[float]:

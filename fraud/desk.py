@@ -43,7 +43,6 @@ SIGNAL_WORDS = {
     v.LABOR: "More labor minutes per repair than peers",
     v.REPEAT_REPAIRS: "Repairs that did not hold (repeat within 90 days)",
     v.UNRETURNED_PARTS: "Defective parts not returned",
-    v.ONSET: "Recent rise in DOA claims",
     v.PART_OUTSIDE_BOM: "Part outside the product's bill of materials",
     v.UNREGISTERED_SERIAL: "Serial number is not a registered purchase",
     v.SERIAL_AT_OTHER_PARTNER: "Same serial in repair at another partner",
@@ -240,7 +239,7 @@ def funnel(cube: Cube) -> Funnel:
                                        stats.peer_rates(totals["doa"], totals["claims"]))
     observed = totals["doa"].sum(axis=1)
     volume = totals["claims"].sum(axis=1)
-    names = dict(db.session.execute(select(Partner.code, Partner.name)).tuples().all())
+    names = {code: name for code, name in db.session.execute(select(Partner.code, Partner.name))}
     partners = sorted(
         (FunnelPartner(code=code, name=names.get(code, code), claims=int(volume[i]),
                        observed=float(observed[i]), expected=float(expected[i]))

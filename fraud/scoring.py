@@ -1,19 +1,22 @@
-"""Score every partner against what its own product mix predicts from its peers.
+"""Score every partner against what its own product mix predicts, and against its own past.
 
-For each signal the peers' per-product rates (fitted robustly: partners that look extreme
-are left out of the peer fit, so fraudsters cannot hide in the spread they create) give the
-partner an expected value by indirect standardization; an over-dispersed predictive model
-(beta-binomial for rates, gamma-Poisson for counts, log-normal for money and minutes) turns
-observed vs expected into a tail probability. A partner's signals are combined with Fisher's
-method, the false discovery rate is controlled across partners (Benjamini-Hochberg), and a
-partner whose volume cannot support a conclusion is called insufficient evidence, not
-flagged. A Poisson CUSUM on monthly counts against the partner's own shrunk baseline catches
-an onset before the rolling window fills up.
+Two views of every signal. **Peers**: the peers' per-product rates (fitted robustly:
+partners that look extreme are left out of the peer fit and it is refitted) give the
+partner an expected value for its own mix (indirect standardization); an over-dispersed
+predictive model (beta-binomial for rates, gamma-Poisson for counts, log-normal for money
+and minutes) whose spread of honest partners is a robust, MAD-based estimate turns observed
+vs expected into a tail probability. **Its own past**: the partner's recent months against
+its own earlier months shrunk toward its peers, scanned over the possible onset (the CUSUM
+maximised over the change point), which sees a change of behaviour that honest
+heterogeneity would hide from the peer view. The two views are Bonferroni-combined per
+signal; a partner's signals are combined (Fisher's method or the Bonferroni minimum,
+whichever is stronger), the false discovery rate is controlled across partners
+(Benjamini-Hochberg), and a partner whose volume cannot support a conclusion is called
+insufficient evidence, not flagged.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,16 +27,26 @@ from fraud.cube import Cube
 
 WINDOW_MONTHS = 6
 # Flag when the FDR-adjusted combined p is at or below this and the volume supports it.
-FLAG_Q = 0.01
+FLAG_Q = 0.05
+# Worth a look but not a conclusion: shown to finance as insufficient evidence.
+INSUFFICIENT_Q = 0.2
 # Below this many claims in the window a partner can be "insufficient evidence", never flagged.
 MIN_CLAIMS = 30
 # A signal counts toward the combination only when this volume could make it significant.
 TESTABLE_P = 1e-3
 # Peer fit: partners this extreme on a signal are left out of its peer rates (then refit).
 PEER_EXCLUSION_P = 0.01
-CUSUM_MONTHS = 12
-CUSUM_SHIFT = 2.0
-CUSUM_THRESHOLD = 4.0
+# Honest partners are never assumed identical: at least this relative variance (10% sd).
+TAU2_FLOOR = 0.01
+HISTORY_MONTHS = 24
+# Own-baseline view: a change of behaviour spanning up to TREND_MONTHS recent months, against
+# at least TREND_BASE_MONTHS earlier ones.
+TREND_MONTHS = 6
+TREND_BASE_MONTHS = 6
+TREND_PRIOR_CLAIMS = 20
+TREND_MIN_CLAIMS = 20
+TREND_MIN_EXPECTED = 5.0
+TREND_DRIFT2 = 0.05 ** 2  # honest month-to-month drift of a partner's own rates
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,10 @@ class _Tested:
     expected: np.ndarray
     p_values: np.ndarray
     testable: np.ndarray  # bool
+    # Against the partner's own baseline: its recent months vs its earlier ones.
+    trend_ratio: np.ndarray | None = None
+    trend_months: np.ndarray | None = None  # how many recent months the change spans
+    by_trend: np.ndarray | None = None  # bool: the trend view gave the smaller p
 
 
 def score_cube(cube: Cube, *, as_of: int, window: int = WINDOW_MONTHS) -> list[v.PartnerVerdict]:
@@ -73,15 +90,12 @@ def score_cube(cube: Cube, *, as_of: int, window: int = WINDOW_MONTHS) -> list[v
     totals = cube.window(as_of, window)
     claims = totals["claims"]
     volume = claims.sum(axis=1)
-    tested = {signal.name: _test(signal, totals) for signal in SIGNALS}
-    tested[v.ONSET] = _onset(cube, as_of, window)
+    history = cube.window(as_of, HISTORY_MONTHS)
+    tested = {signal.name: _test(signal, cube, as_of, totals, history) for signal in SIGNALS}
     names = list(tested)
     p_matrix = np.array([tested[name].p_values for name in names])  # (signals, P)
     testable = np.array([tested[name].testable for name in names])
-    combined = np.array([
-        stats.fisher_combine(p_matrix[testable[:, i], i].tolist()) if testable[:, i].any() else 1.0
-        for i in range(len(cube.partners))
-    ])
+    combined = np.array([_combine(p_matrix[testable[:, i], i]) for i in range(len(cube.partners))])
     has_test = testable.any(axis=0)
     q_values = np.ones(len(cube.partners))
     if has_test.any():
@@ -89,15 +103,13 @@ def score_cube(cube: Cube, *, as_of: int, window: int = WINDOW_MONTHS) -> list[v
     amounts = _amounts(totals)
     result = []
     for i, partner in enumerate(cube.partners):
-        signals = sorted(
-            (_describe(name, tested[name], i, amounts) for name in names
-             if tested[name].testable[i] or tested[name].p_values[i] < PEER_EXCLUSION_P),
-            key=lambda s: s.p_value)
-        signals = [s for s in signals if s.observed > s.expected]
+        described = (_describe(name, tested[name], i, amounts) for name in names
+                     if tested[name].testable[i] or tested[name].p_values[i] < PEER_EXCLUSION_P)
+        signals = sorted((s for s in described if s is not None), key=lambda s: s.p_value)
         strong = bool(signals) and signals[0].p_value < PEER_EXCLUSION_P
         if q_values[i] <= FLAG_Q and volume[i] >= MIN_CLAIMS and strong:
             verdict = v.FLAG
-        elif strong and (volume[i] < MIN_CLAIMS or q_values[i] <= 10 * FLAG_Q):
+        elif strong and (volume[i] < MIN_CLAIMS or q_values[i] <= INSUFFICIENT_Q):
             verdict = v.INSUFFICIENT
         else:
             verdict = v.CLEAR
@@ -113,91 +125,156 @@ def score_cube(cube: Cube, *, as_of: int, window: int = WINDOW_MONTHS) -> list[v
     return result
 
 
-def _test(signal: _Signal, totals: dict[str, np.ndarray]) -> _Tested:
-    claims = totals["claims"]
-    events = totals[signal.numerator]
-    weights = np.ones(claims.shape[0])
+def _combine(p_values: np.ndarray) -> float:
+    """One p-value for a partner's signals: Fisher's method or the smallest one, whichever
+    is stronger, Bonferroni-corrected for having looked both ways.
+
+    Fisher (1932) is the more powerful when a fraud moves two or three signals a little;
+    the Bonferroni-adjusted minimum (Tippett 1931) when it moves one a lot and the other
+    signals, honestly null, would dilute Fisher's sum.
+    """
+    if p_values.size == 0:
+        return 1.0
+    fisher = stats.fisher_combine(p_values.tolist())
+    tippett = min(1.0, float(p_values.min()) * p_values.size)
+    return min(1.0, 2 * min(fisher, tippett))
+
+
+def _test(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray],
+          history: dict[str, np.ndarray]) -> _Tested:
+    weights = np.ones(totals["claims"].shape[0])
     for _ in range(2):  # fit, leave out the extreme partners, refit
-        tested = _fit_and_test(signal, totals, claims, events, weights)
+        tested = _fit_and_test(signal, totals, history, weights)
         weights = (tested.p_values >= PEER_EXCLUSION_P).astype(float)
-    return _fit_and_test(signal, totals, claims, events, weights)
+    peer = _fit_and_test(signal, totals, history, weights)
+    trend_p, ratio, months = _trend(signal, cube, as_of, totals, weights)
+    # Two views of one signal, Bonferroni-combined: the peers', and the partner's own past.
+    by_trend = trend_p < peer.p_values
+    p_values = np.minimum(1.0, 2 * np.minimum(peer.p_values, trend_p))
+    testable = peer.testable | (trend_p < 1.0)
+    return _Tested(peer.observed, peer.expected, p_values, testable, ratio, months, by_trend)
 
 
-def _fit_and_test(signal: _Signal, totals: dict[str, np.ndarray], claims: np.ndarray,
-                  events: np.ndarray, weights: np.ndarray) -> _Tested:
+def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray],
+           weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The partner's last L months against its own shrunk baseline, for L = 1..TREND_MONTHS.
+
+    Page's CUSUM maximised over the unknown change point (Page 1954; the scan form of
+    Siegmund & Venkatraman 1995): for each possible onset, the log ratio of the recent
+    months to what the partner's own earlier months (shrunk toward its peers by a prior
+    worth TREND_PRIOR_CLAIMS claims) predict, z-tested, and the best onset Bonferroni-
+    corrected. Honest partners differ from their peers but stay like themselves, so this
+    view sees a change of behaviour that the peer comparison cannot separate from honest
+    heterogeneity. Returns (p, recent/baseline ratio, months spanned).
+    """
+    start = max(0, as_of - HISTORY_MONTHS + 1)
+    claims = cube["claims"][:, :, start:as_of + 1]
+    rates = _peer_rates(signal, totals, weights)
+    observed = cube[signal.numerator][:, :, start:as_of + 1].sum(axis=1)
+    expected = np.einsum("pst,s->pt", claims, rates)
+    count = claims.sum(axis=1)
+    money = signal.kind == "money"
+    if money:
+        second = stats.peer_rates(totals[signal.squares], totals["claims"], weights)
+        within = np.einsum("pst,s->pt", claims, np.maximum(second - rates ** 2, 0.0))
+    partners, months = observed.shape
+    best_p = np.ones(partners)
+    best_ratio = np.ones(partners)
+    best_months = np.zeros(partners, dtype=int)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for recent in range(1, TREND_MONTHS + 1):
+            if months - recent < TREND_BASE_MONTHS:
+                break
+            o_r, e_r = observed[:, -recent:].sum(1), expected[:, -recent:].sum(1)
+            o_h, e_h = observed[:, :-recent].sum(1), expected[:, :-recent].sum(1)
+            n_r, n_h = count[:, -recent:].sum(1), count[:, :-recent].sum(1)
+            pseudo = TREND_PRIOR_CLAIMS * np.where(n_h > 0, e_h / n_h, 0.0)
+            baseline = np.where(e_h + pseudo > 0, (o_h + pseudo) / (e_h + pseudo), 1.0)
+            predicted = baseline * e_r
+            if money:
+                variance = (within[:, -recent:].sum(1) / np.maximum(predicted, 1e-9) ** 2
+                            + within[:, :-recent].sum(1) / np.maximum(e_h + pseudo, 1e-9) ** 2)
+                usable = (n_r >= TREND_MIN_CLAIMS) & (n_h >= TREND_MIN_CLAIMS) & (predicted > 0)
+                z = np.log(np.maximum(o_r, 1e-9) / np.maximum(predicted, 1e-9))
+            else:
+                variance = 1 / np.maximum(predicted, 0.5) + 1 / (o_h + pseudo + 0.5)
+                usable = (predicted >= TREND_MIN_EXPECTED) & (n_h >= TREND_MIN_CLAIMS)
+                z = np.log((o_r + 0.5) / (predicted + 0.5))
+            z = z / np.sqrt(variance + TREND_DRIFT2)
+            p = np.where(usable, stats.normal_sf(z), 1.0)
+            better = p < best_p
+            best_p = np.where(better, p, best_p)
+            best_ratio = np.where(better, o_r / np.maximum(predicted, 1e-9), best_ratio)
+            best_months = np.where(better, recent, best_months)
+    return np.minimum(1.0, best_p * TREND_MONTHS), best_ratio, best_months
+
+
+def _peer_rates(signal: _Signal, totals: dict[str, np.ndarray],
+                weights: np.ndarray) -> np.ndarray:
+    """Peers' per-product rates; counted events get half an event of prior per product.
+
+    Without it a product on which no peer ever declared, say, a late DOA would expect zero,
+    and the partner with three of them could not be tested at all (Jeffreys-style smoothing).
+    """
+    if signal.kind == "money":
+        return stats.peer_rates(totals[signal.numerator], totals["claims"], weights)
+    events = (weights[:, None] * totals[signal.numerator]).sum(axis=0)
+    claims = (weights[:, None] * totals["claims"]).sum(axis=0)
+    overall = (events.sum() + 0.5) / (claims.sum() + 1.0)
+    return np.where(claims > 0, (events + 0.5) / (claims + 1.0), overall)
+
+
+def _heterogeneity(signal: _Signal, totals: dict[str, np.ndarray],
+                   weights: np.ndarray) -> float:
+    """How much honest partners' rates differ: robust relative variance tau2 (log scale)."""
+    claims = totals["claims"]
     n = claims.sum(axis=1)
-    observed = events.sum(axis=1)
-    rates = stats.peer_rates(events, claims, weights)
+    observed = totals[signal.numerator].sum(axis=1)
+    rates = _peer_rates(signal, totals, weights)
     expected = stats.expected_from_mix(claims, rates)
     peers = weights > 0
     if signal.kind == "rate":
-        concentration = stats.fit_betabinomial_concentration(observed[peers], n[peers],
-                                                             expected[peers])
-        tails = [stats.betabinomial_tail(int(o), int(k), e, concentration)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pi = np.where(n > 0, expected / np.maximum(n, 1), 0.0)
+        return stats.fit_relative_variance(observed[peers], expected[peers],
+                                           (expected * (1 - pi))[peers])
+    if signal.kind == "count":
+        return stats.fit_relative_variance(observed[peers], expected[peers])
+    # Money: usable by claim count, within variance from the peers' per-claim spread.
+    second = stats.peer_rates(totals[signal.squares], claims, weights)
+    within = claims @ np.maximum(second - rates ** 2, 0.0)
+    scale = np.maximum(np.where(n > 0, expected / np.maximum(n, 1), 0.0), 1e-9)
+    return stats.fit_relative_variance(observed[peers] / scale[peers], n[peers],
+                                       within[peers] / scale[peers] ** 2)
+
+
+def _fit_and_test(signal: _Signal, totals: dict[str, np.ndarray],
+                  history: dict[str, np.ndarray], weights: np.ndarray) -> _Tested:
+    claims = totals["claims"]
+    n = claims.sum(axis=1)
+    observed = totals[signal.numerator].sum(axis=1)
+    rates = _peer_rates(signal, totals, weights)
+    expected = stats.expected_from_mix(claims, rates)
+    # Honest heterogeneity is a stable trait of the trade: estimated on the window and on the
+    # longer history (more partners with enough volume), never assumed below the floor.
+    tau2 = max(_heterogeneity(signal, totals, weights),
+               _heterogeneity(signal, history, weights), TAU2_FLOOR)
+    if signal.kind == "rate":
+        tails = [stats.betabinomial_tail(int(o), int(k), e,
+                                         stats.concentration_for(e / k if k else 0.0, tau2))
                  for o, k, e in zip(observed, n, expected, strict=True)]
     elif signal.kind == "count":
-        shape = stats.fit_negbinomial_shape(observed[peers], expected[peers])
-        tails = [stats.negbinomial_tail(int(o), e, shape)
+        tails = [stats.negbinomial_tail(int(o), e, 1 / tau2)
                  for o, e in zip(observed, expected, strict=True)]
     else:
-        squares = totals[signal.squares]
-        # Per-claim variance of the measure for each product, from the peers.
-        second = stats.peer_rates(squares, claims, weights)
-        per_claim_variance = np.maximum(second - rates ** 2, 0.0)
-        within = claims @ per_claim_variance
-        tau2 = stats.fit_lognormal_tau2(observed[peers], expected[peers], within[peers])
+        second = stats.peer_rates(totals[signal.squares], claims, weights)
+        within = claims @ np.maximum(second - rates ** 2, 0.0)
         tails = [stats.lognormal_ratio_tail(o, e, w, tau2)
                  for o, e, w in zip(observed, expected, within, strict=True)]
     p_values = np.array([t.p_value for t in tails])
     testable = np.array([t.min_attainable_p < TESTABLE_P and e > 0
                          for t, e in zip(tails, expected, strict=True)])
     return _Tested(observed, expected, p_values, testable)
-
-
-def _onset(cube: Cube, as_of: int, window: int) -> _Tested:
-    """Poisson CUSUM (Lucas 1985) on monthly DOA counts against the partner's own baseline.
-
-    Expected monthly counts come from peer rates for the partner's mix, scaled by the
-    partner's shrunk relative rate over the months before the window (its own normal).
-    The p-value is the tail of the count since the CUSUM last stood at zero, Bonferroni-
-    corrected for the segments it could have chosen.
-    """
-    months = cube.months
-    start = max(0, as_of - CUSUM_MONTHS + 1)
-    doa = cube["doa"][:, :, start:as_of + 1]
-    claims = cube["claims"][:, :, start:as_of + 1]
-    history_end = as_of - window
-    history = cube.window(history_end, 24) if history_end >= 0 else None
-    totals = cube.window(as_of, window)
-    rates = stats.peer_rates(totals["doa"], totals["claims"])
-    partners = len(cube.partners)
-    observed_seg = np.zeros(partners)
-    expected_seg = np.zeros(partners)
-    p_values = np.ones(partners)
-    testable = np.zeros(partners, dtype=bool)
-    for i in range(partners):
-        monthly_expected = np.einsum("sm,s->m", claims[i], rates)
-        baseline = 1.0
-        if history is not None:
-            past_expected = float(history["claims"][i] @ rates)
-            baseline = stats.shrunk_ratio(float(history["doa"][i].sum()), past_expected,
-                                          prior_shape=10.0)
-        expected = monthly_expected * baseline
-        observed = doa[i].sum(axis=0)
-        if expected.sum() <= 0:
-            continue
-        cusum = stats.poisson_cusum(observed, expected, shift=CUSUM_SHIFT,
-                                    threshold=CUSUM_THRESHOLD)
-        if cusum.statistic[-1] <= 0:
-            continue
-        zeros = np.flatnonzero(cusum.statistic <= 0)
-        segment_start = int(zeros[-1]) + 1 if zeros.size else 0
-        o, e = float(observed[segment_start:].sum()), float(expected[segment_start:].sum())
-        tail = stats.negbinomial_tail(int(o), e, math.inf)
-        observed_seg[i], expected_seg[i] = o, e
-        p_values[i] = min(1.0, tail.p_value * len(months[start:as_of + 1]))
-        testable[i] = cusum.alarm_index is not None
-    return _Tested(observed_seg, expected_seg, p_values, testable)
 
 
 @dataclass(frozen=True)
@@ -224,52 +301,53 @@ def _amounts(totals: dict[str, np.ndarray]) -> _Amounts:
     return _Amounts(claimed, expected_claimed, per_claim, per_part, per_minute)
 
 
-_WORDS = {
+_RATE_WORDS = {
     v.DOA_RATE: "DOA",
     v.LATE_DOA: "DOA on units past their DOA window",
     v.PREMIUM_PARTS: "repairs using a high-cost module",
     v.REPEAT_REPAIRS: "repairs repeated on the same serial within 90 days",
-    v.ONSET: "DOA since the recent rise",
 }
 
 
-def _describe(name: str, tested: _Tested, i: int, amounts: _Amounts) -> v.SignalResult:
+def _describe(name: str, tested: _Tested, i: int, amounts: _Amounts) -> v.SignalResult | None:
+    """The signal in plain words with its numbers, or None when it shows no excess."""
     observed, expected = float(tested.observed[i]), float(tested.expected[i])
-    excess = max(0.0, observed - expected)
-    p_text = _p_text(float(tested.p_values[i]))
+    by_trend = bool(tested.by_trend[i]) if tested.by_trend is not None else False
+    trend_ratio = float(tested.trend_ratio[i]) if tested.trend_ratio is not None else 1.0
+    if not (observed > expected or (by_trend and trend_ratio > 1)):
+        return None
     claims = amounts.claimed[i] / amounts.per_claim[i] if amounts.per_claim[i] else 0.0
-    if name in (v.DOA_RATE, v.LATE_DOA, v.PREMIUM_PARTS, v.REPEAT_REPAIRS):
-        share = observed / claims if claims else 0.0
-        expected_share = expected / claims if claims else 0.0
-        money = excess * amounts.per_claim[i]
-        reason = (f"{_WORDS[name]} {share:.1%} vs {expected_share:.1%} expected for its "
-                  f"product mix ({observed:.0f} of {claims:.0f} claims, {expected:.1f} "
-                  f"expected); {p_text}")
-    elif name == v.ONSET:
-        money = excess * amounts.per_claim[i]
-        reason = (f"{_WORDS[name]}: {observed:.0f} DOA claims vs {expected:.1f} expected from "
-                  f"its own baseline; {p_text}")
+    per = (lambda x: x / claims) if claims else (lambda x: 0.0)
+    if name in _RATE_WORDS:
+        unit_money = amounts.per_claim[i]
+        text = (f"{_RATE_WORDS[name]} {per(observed):.1%} vs {per(expected):.1%} expected for "
+                f"its product mix ({observed:.0f} of {claims:.0f} claims, {expected:.1f} "
+                f"expected)")
     elif name == v.PARTS_PER_REPAIR:
-        money = excess * amounts.per_part[i]
-        reason = (f"{observed / claims if claims else 0:.2f} parts per repair vs "
-                  f"{expected / claims if claims else 0:.2f} expected for its product mix "
-                  f"({observed:.0f} parts, {expected:.0f} expected); {p_text}")
+        unit_money = amounts.per_part[i]
+        text = (f"{per(observed):.2f} parts per repair vs {per(expected):.2f} expected for its "
+                f"product mix ({observed:.0f} parts, {expected:.0f} expected)")
     elif name == v.UNRETURNED_PARTS:
-        money = excess * amounts.per_part[i]
-        reason = (f"{observed:.0f} defective parts not returned vs {expected:.1f} expected; "
-                  f"{p_text}")
+        unit_money = amounts.per_part[i]
+        text = f"{observed:.0f} defective parts not returned vs {expected:.1f} expected"
     elif name == v.PART_COST:
-        money = excess
-        reason = (f"parts cost {observed / claims if claims else 0:.2f} per repair vs "
-                  f"{expected / claims if claims else 0:.2f} expected for its product mix; "
-                  f"{p_text}")
+        unit_money = 1.0
+        text = (f"parts cost {per(observed):.2f} per repair vs {per(expected):.2f} expected "
+                f"for its product mix")
     else:
-        money = excess * amounts.per_labor_minute[i]
-        reason = (f"labor {observed / claims if claims else 0:.0f} minutes per repair vs "
-                  f"{expected / claims if claims else 0:.0f} expected for its product mix; "
-                  f"{p_text}")
-    return v.SignalResult(signal=name, p_value=float(tested.p_values[i]), observed=observed,
-                          expected=expected, excess_amount=round(float(money), 2), reason=reason)
+        unit_money = amounts.per_labor_minute[i]
+        text = (f"labor {per(observed):.0f} minutes per repair vs {per(expected):.0f} expected "
+                f"for its product mix")
+    excess = max(0.0, observed - expected)
+    if by_trend:
+        months = int(tested.trend_months[i])
+        text += (f"; {trend_ratio:.2f}x its own earlier level over the last "
+                 f"{months} month{'s' if months > 1 else ''}")
+        excess = max(excess, observed * (1 - 1 / trend_ratio) if trend_ratio > 1 else 0.0)
+    return v.SignalResult(
+        signal=name, p_value=float(tested.p_values[i]), observed=observed, expected=expected,
+        excess_amount=round(float(excess * unit_money), 2),
+        reason=f"{text}; {_p_text(float(tested.p_values[i]))}")
 
 
 def _p_text(p: float) -> str:

@@ -242,7 +242,7 @@ def claims_behind(flag: m.FraudFlag, *, limit: int = 200) -> list[HistoricRepair
     query = query.where(h.partner_code == flag.partner.code)
     if flag.window_start and flag.window_end:
         query = query.where(h.received_month.between(flag.window_start, flag.window_end))
-    focus = {v.DOA_RATE: h.doa.is_(True), v.ONSET: h.doa.is_(True),
+    focus = {v.DOA_RATE: h.doa.is_(True),
              v.LATE_DOA: h.late_doa.is_(True), v.PREMIUM_PARTS: h.premium_parts > 0,
              v.UNRETURNED_PARTS: h.parts_not_returned > 0}.get(flag.signal)
     if focus is not None:

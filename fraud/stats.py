@@ -420,6 +420,63 @@ def fit_lognormal_tau2(
     return tau2
 
 
+def fit_relative_variance(
+    observed: np.ndarray, expected: np.ndarray, within_variance: np.ndarray | None = None, *,
+    min_expected: float = 5.0,
+) -> float:
+    """Robust between-partner variance tau2 of log(observed/expected), for any signal.
+
+    Model: ``d_i = log((o_i + 0.5) / (e_i + 0.5)) ~ Normal(m, tau2 + v_i)`` with ``v_i`` the
+    sampling variance of the log ratio (``within_variance / e**2``; Poisson ``1/e`` when not
+    given). tau2 solves ``median_i |d_i - median(d)| / sqrt(tau2 + v_i) = 0.6745``: the median
+    absolute deviation (Hampel 1974), standardized per partner so partners of every size
+    count. It has a 50% breakdown point: fraudsters, however extreme, move the median and
+    the MAD only by their rank, not their size, where a likelihood fit lets them widen the
+    prior until they hide in it. Partners with ``e < min_expected`` carry too little
+    information about tau2 and are left out. Returns 0.0 with fewer than 3 usable partners
+    or no spread beyond sampling noise.
+    """
+    o = np.asarray(observed, dtype=float)
+    e = np.asarray(expected, dtype=float)
+    w = e.copy() if within_variance is None else np.asarray(within_variance, dtype=float)
+    if not o.shape == e.shape == w.shape:
+        raise ValueError("observed, expected and within_variance must have the same shape")
+    usable = np.isfinite(o) & np.isfinite(e) & np.isfinite(w) & (e >= min_expected) & (o >= 0)
+    if usable.sum() < _MIN_PARTNERS:
+        return 0.0
+    o, e, w = o[usable], e[usable], np.maximum(w[usable], 0.0)
+    d = np.log((o + 0.5) / (e + 0.5))
+    v = w / (e * e)
+    spread = np.abs(d - np.median(d))
+    target = sps.norm.ppf(0.75)
+
+    def standardized_mad(tau2: float) -> float:
+        return float(np.median(spread / np.sqrt(tau2 + v + 1e-300)))
+
+    if standardized_mad(0.0) <= target:
+        return 0.0
+    high = max(1e-6, float(spread.max()) ** 2)
+    while standardized_mad(high) > target:  # pragma: no cover - spread.max()**2 suffices
+        high *= 4
+    return float(optimize.brentq(lambda t: standardized_mad(t) - target, 0.0, high,
+                                 xtol=1e-10))
+
+
+def normal_sf(z: np.ndarray) -> np.ndarray:
+    """Upper-tail probability of the standard normal, element-wise."""
+    return sps.norm.sf(z)
+
+
+def concentration_for(rate: float, tau2: float) -> float:
+    """Beta-binomial concentration giving partner rates a relative variance of ``tau2``.
+
+    Var(p) = pi(1 - pi) / (kappa + 1) = pi^2 tau2  =>  kappa = (1 - pi) / (pi tau2) - 1.
+    """
+    if tau2 <= 0 or rate <= 0:
+        return math.inf
+    return max(_DISPERSION_MIN, (1 - min(rate, 1 - _PI_CLIP)) / (rate * tau2) - 1)
+
+
 # --------------------------------------------------------------------------------------------
 # Combining and multiplicity
 # --------------------------------------------------------------------------------------------

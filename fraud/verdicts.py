@@ -14,7 +14,6 @@ PREMIUM_PARTS = "premium_parts"
 LABOR = "labor"
 REPEAT_REPAIRS = "repeat_repairs"
 UNRETURNED_PARTS = "unreturned_parts"
-ONSET = "onset"  # CUSUM on monthly counts against the partner's own baseline
 
 # Per-claim hard rules: each hit is evidence on its own.
 PART_OUTSIDE_BOM = "part_outside_bom"
@@ -25,7 +24,7 @@ NOT_SHIPPED_TO_PARTNER = "not_shipped_to_partner"
 REUSED_PHOTO = "reused_photo"
 
 STATISTICAL_SIGNALS = (DOA_RATE, LATE_DOA, PARTS_PER_REPAIR, PART_COST, PREMIUM_PARTS, LABOR,
-                       REPEAT_REPAIRS, UNRETURNED_PARTS, ONSET)
+                       REPEAT_REPAIRS, UNRETURNED_PARTS)
 RULE_SIGNALS = (PART_OUTSIDE_BOM, UNREGISTERED_SERIAL, SERIAL_AT_OTHER_PARTNER, OUTSIDE_WARRANTY,
                 NOT_SHIPPED_TO_PARTNER, REUSED_PHOTO)
 

@@ -159,13 +159,13 @@ def _peer_world(*, fraud_doa: int, specialist_doa: int = 10) -> None:
 
 def test_a_partner_with_three_times_the_doa_rate_of_its_mix_is_flagged_and_a_specialist_is_not(
         catalog):
-    _peer_world(fraud_doa=6)  # 10% vs 4% expected on PH-1
+    _peer_world(fraud_doa=8)  # 13.3% vs 4% expected on PH-1
     verdicts = {x.partner: x for x in score_cube(load_cube(), as_of=2)}
     fraud = verdicts["FRAUD"]
-    assert fraud.verdict == v.FLAG and fraud.top_signal in (v.DOA_RATE, v.ONSET)
+    assert fraud.verdict == v.FLAG and fraud.top_signal == v.DOA_RATE
     doa = next(s for s in fraud.signals if s.signal == v.DOA_RATE)
-    assert doa.observed == 18 and doa.expected == pytest.approx(7.2, rel=0.1)
-    assert "DOA 10.0% vs 4.0% expected for its product mix" in doa.reason
+    assert doa.observed == 24 and doa.expected == pytest.approx(7.2, rel=0.1)
+    assert "DOA 13.3% vs 4.0% expected for its product mix" in doa.reason
     # All tablets at the tablet rate: many DOAs, none of them suspicious.
     assert verdicts["TABLETS"].verdict == v.CLEAR
     assert all(x.verdict == v.CLEAR for code, x in verdicts.items() if code.startswith("H"))

@@ -428,3 +428,45 @@ def test_funnel_limits_undefined_without_expectation():
     lower, upper = stats.funnel_limits(np.array([0.0, 4.0]), z=1.96)
     assert math.isnan(lower[0]) and math.isnan(upper[0])
     assert upper[1] > 1
+
+
+# --- fit_relative_variance: the estimator scoring uses ---------------------------------------
+
+
+def _relative_world(rng: np.random.Generator, *, tau: float, fraud: int = 0,
+                    factor: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    expected = np.exp(rng.uniform(np.log(20), np.log(2000), 60))
+    theta = np.exp(rng.normal(0, tau, 60))
+    theta[:fraud] *= factor
+    return rng.poisson(expected * theta).astype(float), expected
+
+
+def test_relative_variance_recovers_honest_spread_and_ignores_fraudsters():
+    honest, contaminated, naive = [], [], []
+    for seed in range(9):
+        rng = np.random.default_rng(100 + seed)
+        o, e = _relative_world(rng, tau=0.2)
+        honest.append(stats.fit_relative_variance(o, e))
+        o, e = _relative_world(rng, tau=0.2, fraud=10)
+        contaminated.append(stats.fit_relative_variance(o, e))
+        d = np.log((o + 0.5) / (e + 0.5))
+        naive.append(max(0.0, float(d.var() - (1 / e).mean())))  # plain moments
+    assert 0.5 * 0.04 <= np.median(honest) <= 2 * 0.04
+    assert 0.5 * 0.04 <= np.median(contaminated) <= 2 * 0.04
+    assert np.median(naive) > 2.5 * np.median(contaminated)  # what robustness buys
+
+
+def test_relative_variance_is_zero_without_spread_and_needs_three_partners():
+    rng = np.random.default_rng(7)
+    expected = np.full(50, 400.0)
+    assert stats.fit_relative_variance(rng.poisson(expected).astype(float), expected) < 5e-4
+    assert stats.fit_relative_variance(np.array([10.0, 50.0]), np.array([10.0, 10.0])) == 0.0
+
+
+def test_concentration_matches_the_relative_variance():
+    kappa = stats.concentration_for(0.04, 0.0225)
+    assert kappa == pytest.approx(0.96 / (0.04 * 0.0225) - 1)
+    # Var(p) of Beta(kappa*pi, kappa*(1-pi)) is pi^2 tau2.
+    a, b = kappa * 0.04, kappa * 0.96
+    assert sps.beta(a, b).var() == pytest.approx(0.04 ** 2 * 0.0225, rel=1e-9)
+    assert stats.concentration_for(0.04, 0.0) == math.inf
