@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from sqlalchemy import Select, and_, exists, func, select
 
+from catalog.models import Purchase
 from claims.models import Claim, ClaimPhoto
 from common.extensions import db
 from fraud import verdicts as v
@@ -46,10 +47,50 @@ def _outside_bom() -> Iterator[v.RuleHit]:
 
 
 def _unregistered() -> Iterator[v.RuleHit]:
-    return _history_hits(
-        v.UNREGISTERED_SERIAL,
-        _columns().where(_h.serial_registered.is_(False)),
-        lambda r: f"serial {r.serial_number} ({r.sku}) is not a registered purchase")
+    """Serials that are not registered purchases, unless one keystroke away from one.
+
+    A serial one substitution, transposition, insertion or deletion away from a registered
+    serial of the same SKU is far more often a typing slip than a phantom unit: it is left
+    out of the hard evidence (the statistical signals still count the claim).
+    """
+    rows = db.session.execute(_columns().where(_h.serial_registered.is_(False))).all()
+    registered = _registered_serials({row.sku for row in rows})
+    for row in rows:
+        if _one_keystroke_from(row.serial_number, registered.get(row.sku, frozenset())):
+            continue
+        yield v.RuleHit(rule=v.UNREGISTERED_SERIAL, partner=row.partner_code,
+                        claim_ref=_claim_ref(row.id, row.report_id),
+                        reason=f"serial {row.serial_number} ({row.sku}) is not a registered "
+                               "purchase, nor one keystroke away from one",
+                        amount=Decimal(row.claimed_amount))
+
+
+def _registered_serials(skus: set[str]) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {sku: set() for sku in skus}
+    for sku in skus:
+        found[sku].update(db.session.scalars(
+            select(Purchase.serial_number).where(Purchase.sku == sku)))
+    return {sku: frozenset(serials) for sku, serials in found.items()}
+
+
+_SERIAL_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-"
+
+
+def _one_keystroke_from(serial: str, registered: frozenset[str]) -> bool:
+    """Whether a registered serial is one edit (Damerau 1964) away from ``serial``."""
+    if not registered:
+        return False
+    candidates: set[str] = set()
+    for i in range(len(serial) + 1):
+        head, tail = serial[:i], serial[i:]
+        if tail:
+            candidates.add(head + tail[1:])  # deletion
+            candidates.update(head + c + tail[1:] for c in _SERIAL_ALPHABET)  # substitution
+        if len(tail) > 1:
+            candidates.add(head + tail[1] + tail[0] + tail[2:])  # transposition
+        candidates.update(head + c + tail for c in _SERIAL_ALPHABET)  # insertion
+    candidates.discard(serial)
+    return not candidates.isdisjoint(registered)
 
 
 def _outside_warranty() -> Iterator[v.RuleHit]:

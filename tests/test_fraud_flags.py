@@ -34,7 +34,7 @@ _serials = itertools.count(1)
 
 def add_history(partner: str, sku: str, count: int, *, doa: int = 0, month: str = "2025-03",
                 parts: list[dict] | None = None, bought: date | None = None,
-                register: bool = True) -> list[dict]:
+                register: bool = True, serial: str | None = None) -> list[dict]:
     """``count`` claims of ``partner`` on ``sku`` received in ``month``, ``doa`` of them DOA.
 
     Each serial is a registered purchase bought ``bought`` (default: ten days before), unless
@@ -43,7 +43,7 @@ def add_history(partner: str, sku: str, count: int, *, doa: int = 0, month: str 
     received = date.fromisoformat(f"{month}-10")
     rows, purchases = [], []
     for i in range(count):
-        serial = f"S{next(_serials):06d}"
+        serial = serial if serial and count == 1 else f"S{next(_serials):06d}"
         purchases.append({"serial_number": serial, "sku": sku,
                           "purchase_date": bought or received - timedelta(days=10),
                           "customer_email": "ann@example.com", "customer_name": "Ann",
@@ -122,7 +122,10 @@ def test_each_hard_rule_names_the_claim_that_breaks_it(catalog):
     for code in ("AAA", "BBB"):
         make_partner(code)
     honest = add_history("AAA", "PH-1", 3, parts=[{"part_number": "BAT-1", "quantity": 1}])
-    add_history("BBB", "PH-1", 1, register=False)
+    add_history("BBB", "PH-1", 1, register=False, serial="GHOST-77")
+    # One keystroke from a registered serial: a typing slip, not hard evidence.
+    add_history("BBB", "PH-1", 1, register=False,
+                serial=honest[1]["serial_number"][:-1] + "X")
     add_history("BBB", "PH-1", 1, parts=[{"part_number": "SCR-1", "quantity": 1}])
     add_history("BBB", "PH-1", 1, bought=date(2019, 1, 1))
     twin = dict(honest[0], partner_code="BBB", received_date=date(2025, 3, 11),
@@ -135,6 +138,7 @@ def test_each_hard_rule_names_the_claim_that_breaks_it(catalog):
         v.UNREGISTERED_SERIAL, v.PART_OUTSIDE_BOM, v.OUTSIDE_WARRANTY,
         v.SERIAL_AT_OTHER_PARTNER])
     assert {hit.partner for hit in hits} == {"BBB"}  # the first repairer is presumed genuine
+    assert "GHOST-77" in next(h for h in hits if h.rule == v.UNREGISTERED_SERIAL).reason
     overlap = next(hit for hit in hits if hit.rule == v.SERIAL_AT_OTHER_PARTNER)
     assert honest[0]["serial_number"] in overlap.reason and "AAA" in overlap.reason
 
@@ -188,7 +192,7 @@ def _audit_count() -> int:
 
 def test_rescoring_the_same_data_changes_nothing(catalog):
     _peer_world(fraud_doa=8)
-    add_history("H00", "PH-1", 1, register=False)  # a hard-rule flag
+    add_history("H00", "PH-1", 1, register=False, serial="GHOST-1")  # a hard-rule flag
     first = score_all(actor=TEST_ACTOR)
     assert first.flagged == 1 and first.created >= 2
     flags = db.session.scalars(select(FraudFlag).order_by(FraudFlag.id)).all()
@@ -291,7 +295,7 @@ def test_flags_api_lists_filters_and_exports_csv(client, catalog):
     import io
 
     _peer_world(fraud_doa=8)
-    add_history("H01", "PH-1", 1, register=False)
+    add_history("H01", "PH-1", 1, register=False, serial="GHOST-2")
     score_all(actor=TEST_ACTOR)
     finance = bearer(staff_token("finance"))
     flags = client.get("/api/v1/fraud/flags?status=open", headers=finance).json
