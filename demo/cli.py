@@ -29,14 +29,25 @@ def demo_password(role: str) -> str:
 
 @click.command("demo")
 @with_appcontext
-@click.option("--if-empty", is_flag=True, help="Do nothing when products already exist.")
+@click.argument("what", type=click.Choice(["base", "fraud"]), default="base")
+@click.option("--if-empty", is_flag=True, help="Do nothing when that data set is already there.")
 @click.option("--purchases", default=3000, show_default=True, help="Purchases to generate.")
 @click.option("--seed", default=7, show_default=True)
-def demo_command(if_empty: bool, purchases: int, seed: int) -> None:
-    """Load products with BOMs, parts, purchases, five partners and one user per role."""
+@click.option("--strength", type=click.Choice(["blatant", "subtle", "none"]), default="blatant",
+              show_default=True, help="How hard the fraud demo's fraudsters push.")
+@click.option("--partners", default=50, show_default=True, help="Partners in the fraud demo.")
+@click.option("--months", default=24, show_default=True, help="Months of fraud demo history.")
+def demo_command(what: str, if_empty: bool, purchases: int, seed: int, strength: str,
+                 partners: int, months: int) -> None:
+    """Load demo data: ``base`` (products, purchases, partners, one user per role, claims) or
+    ``fraud`` (a synthetic two-year claim history with known fraud, then scored)."""
     if current_app.config["AFTERCARE_ENV"] == "production":
         click.echo("error: refusing to load demo data in production", err=True)
         raise SystemExit(2)
+    if what == "fraud":
+        _fraud_demo(if_empty=if_empty, seed=seed, strength=strength, partners=partners,
+                    months=months)
+        return
     if if_empty and db.session.scalar(select(func.count(Product.id))):
         click.echo("demo: database already has data, nothing loaded")
         return
@@ -70,6 +81,23 @@ def demo_command(if_empty: bool, purchases: int, seed: int) -> None:
             )
         click.echo(f"  {role:<10} {email:<38} password: {demo_password(role)}")
     _demo_claims(claims_to_file=12)
+
+
+def _fraud_demo(*, if_empty: bool, seed: int, strength: str, partners: int,
+                months: int) -> None:
+    from demo.fraud import load_fraud_demo
+    from fraud.service import score_all
+    from partners.models import HistoricRepair
+
+    if if_empty and db.session.scalar(select(func.count(HistoricRepair.id))):
+        click.echo("demo fraud: a claim history is already loaded, nothing loaded")
+        return
+    loaded = load_fraud_demo(seed, strength=strength, partners=partners, months=months)
+    click.echo(f"demo fraud: {loaded['claims']} claims of {loaded['partners']} partners "
+               f"({loaded['months']}), {loaded['fraud_partners']} of them fraudulent")
+    summary = score_all(actor=DEMO_ACTOR)
+    click.echo(f"demo fraud: scored in {summary.seconds:.1f} s: {summary.flagged} partner(s) "
+               f"flagged, {summary.rule_hits} claim(s) breaking a hard rule; see /finance/flags")
 
 
 def _demo_claims(*, claims_to_file: int) -> None:

@@ -33,7 +33,7 @@ import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 import numpy as np
@@ -75,7 +75,6 @@ _COUNTRIES = ("SE", "NO", "DK", "FI", "DE", "NL", "PL")
 _SERIAL_ALPHABET = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 _SERIAL_BITS = 40
 _SERIAL_MULT = 0x9E3779B97F  # odd: multiplication mod 2**40 is a bijection
-_TYPO_NAMESPACE = 1 << 19
 _PHANTOM_NAMESPACE = 3 << 18
 
 # role: description, cost range (EUR), max quantity per repair, fault it fixes
@@ -107,30 +106,27 @@ _ROLES: dict[str, tuple[str, float, float, int, str]] = {
     "motor": ("Motor", 8, 15, 2, "mechanical"),
     "propellers": ("Propeller set", 2, 5, 2, "mechanical"),
 }
-FRAGILE_SKU = "AC-BUD-3"
-COMPLEX_SKU = "AC-LAP-14"
-_PRODUCT_TEMPLATES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("AC-PHN-X1", "Aftercare X1 Phone", "phone",
-     ("board", "display", "battery", "port", "camera", "speaker", "cover")),
-    ("AC-PHN-S2", "Aftercare S2 Phone", "phone", ("board", "display", "battery", "port", "speaker")),
-    ("AC-TAB-10", "Aftercare Tab 10", "tablet",
-     ("board", "display", "battery", "port", "speaker", "cover")),
-    (COMPLEX_SKU, "Aftercare Book 14", "laptop",
-     ("board", "display", "battery", "keyboard", "fan", "hinge", "port", "screws")),
-    (FRAGILE_SKU, "Aftercare Buds 3", "audio", ("board", "battery", "case", "tips")),
-    ("AC-HP-NC", "Aftercare NC Headphones", "audio",
-     ("board", "battery", "cushions", "hinge", "cable")),
-    ("AC-WAT-2", "Aftercare Watch 2", "wearable", ("board", "display", "battery", "strap", "button")),
-    ("AC-SPK-1", "Aftercare Speaker 1", "audio", ("board", "battery", "driver", "port", "grille")),
-    ("AC-CAM-4", "Aftercare Action Cam 4", "camera",
-     ("board", "display", "battery", "lens", "button", "cover")),
-    ("AC-RTR-6", "Aftercare Router 6", "network", ("board", "psu", "antenna", "cover")),
-    ("AC-EBK-7", "Aftercare Reader 7", "e-reader", ("board", "display", "battery", "port", "button")),
-    ("AC-VAC-R", "Aftercare Robot Vacuum", "home",
-     ("board", "battery", "brush", "wheel", "fan", "cover")),
-    ("AC-CON-G", "Aftercare Console", "gaming", ("board", "psu", "fan", "port", "button", "screws")),
-    ("AC-MON-27", "Aftercare Monitor 27", "display", ("board", "display", "psu", "button", "cable")),
-    ("AC-DRN-1", "Aftercare Drone 1", "drone", ("board", "battery", "motor", "propellers", "lens")),
+FRAGILE_SKU = "NV-BUD-3"
+COMPLEX_SKU = "NV-LAP-14"
+# sku, name, category, the roles of its BOM parts. SKUs of their own ("NV-"), so a synthetic
+# world never rewrites the products of the regular demo data set.
+_PRODUCT_TEMPLATES: tuple[tuple[str, str, str, str], ...] = (
+    ("NV-PHN-X1", "Nova X1 Phone", "phone", "board display battery port camera speaker cover"),
+    ("NV-PHN-S2", "Nova S2 Phone", "phone", "board display battery port speaker"),
+    ("NV-TAB-10", "Nova Tab 10", "tablet", "board display battery port speaker cover"),
+    (COMPLEX_SKU, "Nova Book 14", "laptop",
+     "board display battery keyboard fan hinge port screws"),
+    (FRAGILE_SKU, "Nova Buds 3", "audio", "board battery case tips"),
+    ("NV-HP-NC", "Nova NC Headphones", "audio", "board battery cushions hinge cable"),
+    ("NV-WAT-2", "Nova Watch 2", "wearable", "board display battery strap button"),
+    ("NV-SPK-1", "Nova Speaker 1", "audio", "board battery driver port grille"),
+    ("NV-CAM-4", "Nova Action Cam 4", "camera", "board display battery lens button cover"),
+    ("NV-RTR-6", "Nova Router 6", "network", "board psu antenna cover"),
+    ("NV-EBK-7", "Nova Reader 7", "e-reader", "board display battery port button"),
+    ("NV-VAC-R", "Nova Robot Vacuum", "home", "board battery brush wheel fan cover"),
+    ("NV-CON-G", "Nova Console", "gaming", "board psu fan port button screws"),
+    ("NV-MON-27", "Nova Monitor 27", "display", "board display psu button cable"),
+    ("NV-DRN-1", "Nova Drone 1", "drone", "board battery motor propellers lens"),
 )
 
 
@@ -165,8 +161,11 @@ class World:
     rule_truth: dict[tuple[str, str, date], str]
     # Honest data-entry errors that break a hard rule anyway (false positives by design).
     noise: dict[tuple[str, str, date], str] = field(default_factory=dict)
-    # Per SKU: base_doa_rate, premium_share, premium_parts, fragile, complex.
+    # Per SKU: base_doa_rate, premium_share, premium_parts, warranty_days, fragile, complex.
     product_truth: dict[str, dict] = field(default_factory=dict)
+    # Per partner: its own honest rates relative to the population's (doa, parts, premium,
+    # labor), what makes honest partners differ from one another.
+    partner_rates: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def month_index(self, day: date) -> int:
         start = date.fromisoformat(self.months[0] + "-01")
@@ -213,6 +212,7 @@ class _Catalog:
 
 
 def _catalog(rng: np.random.Generator) -> _Catalog:
+    """12-15 products (always the fragile and the complex one), each with its own BOM."""
     optional = [i for i, t in enumerate(_PRODUCT_TEMPLATES) if t[0] not in (FRAGILE_SKU,
                                                                              COMPLEX_SKU)]
     count = int(rng.integers(12, 16))
@@ -224,13 +224,13 @@ def _catalog(rng: np.random.Generator) -> _Catalog:
     for index, (sku, name, category, roles) in enumerate(chosen):
         fragile, complex_ = sku == FRAGILE_SKU, sku == COMPLEX_SKU
         part_indices = []
-        for role in roles:
+        for role in roles.split():
             description, low, high, qty, fault = _ROLES[role]
             if complex_ and role in ("board", "display"):
                 low = high - (50 if role == "board" else 40)  # the expensive product
             cost = Decimal(f"{rng.uniform(low, high):.2f}")
             part_indices.append(len(numbers))
-            numbers.append(f"{sku.removeprefix('AC-')}-{role.upper()}")
+            numbers.append(f"{sku.removeprefix('NV-')}-{role.upper()}")
             descriptions.append(f"{description} for {name}")
             costs.append(cost)
             max_qty.append(qty)
@@ -265,6 +265,8 @@ def _catalog(rng: np.random.Generator) -> _Catalog:
 
 @dataclass
 class _PartnerSpec:
+    """How one partner behaves: size, product mix, its own honest rates, and any fraud."""
+
     index: int
     code: str
     kind: str
@@ -296,12 +298,14 @@ def _size(mean: float) -> str:
 
 def _partners(rng: np.random.Generator, count: int, months: int,
               catalog: _Catalog) -> list[_PartnerSpec]:
+    """Honest, unusual and fraud slots, each with its size, mix and (for fraud) onset."""
     n_products = len(catalog.products)
     popularity = rng.dirichlet(np.full(n_products, 2.0))
     fragile = next(i for i, p in enumerate(catalog.products) if p.fragile)
     complex_ = next(i for i, p in enumerate(catalog.products) if p.complex)
     unusual = list(UNUSUAL_PROFILES) if count >= 12 else []
-    n_fraud = max(1, int(count * 0.14) + int(rng.integers(0, 2))) if count >= 5 else 0
+    # 7 of 50 (one per pattern), plus one small fraudster: 16% of partners.
+    n_fraud = max(1, round(count * 0.14)) if count >= 5 else 0
     small_fraud = 1 if count >= 20 else 0
     n_honest = count - len(unusual) - n_fraud - small_fraud
     if n_honest < 0:
@@ -332,7 +336,7 @@ def _partners(rng: np.random.Generator, count: int, months: int,
         )
         # Drawn for every slot so the structure does not depend on what the slot turns out to be.
         onset = int(rng.integers(onset_low, onset_high + 1))
-        second = str(rng.choice([p for p in STATISTICAL_PATTERNS]))
+        second = str(rng.choice(list(STATISTICAL_PATTERNS)))
         subtle_draws = {name: float(rng.uniform(*SUBTLE_RANGES[name])) for name in PATTERNS}
         if role == "honest":
             stratum = int(strata[honest_seen])
@@ -458,21 +462,21 @@ class _Work:
 
     def __init__(self, catalog: _Catalog) -> None:
         self.catalog = catalog
-        self.p_any = 0.0
         # P(at least one part) for the honest parts distribution at rel_parts = 1.
-        self.p_any = 1 - (1 - 0.8) * math.exp(-0.3)
+        self.p_any = 1 - (1 - 0.8) * math.exp(-0.34)
 
-    def draw(self, rng: np.random.Generator, prods: np.ndarray, spec: _PartnerSpec,
-             premium_boost: float = 0.0) -> tuple[list[list[list[int]]], list[str], np.ndarray]:
+    def draw(self, rng: np.random.Generator, prods: np.ndarray,
+             spec: _PartnerSpec) -> tuple[list[list[list[int]]], list[str], np.ndarray]:
+        """Parts (0-3, mean about 1.1; cheap parts fix most faults), diagnosis and labor."""
         catalog = self.catalog
         n = len(prods)
         with_part = rng.random(n) < min(0.95, 0.8 * spec.rel_parts)
-        k = np.minimum(3, with_part.astype(int) + rng.poisson(0.3 * spec.rel_parts, n))
+        k = np.minimum(3, with_part.astype(int) + rng.poisson(0.34 * spec.rel_parts, n))
         share = np.array([p.premium_share for p in catalog.products])[prods] * spec.rel_premium
-        premium_first = rng.random(n) < np.minimum(0.95, share / self.p_any + premium_boost)
+        premium_first = rng.random(n) < np.minimum(0.95, share / self.p_any)
         u_premium = rng.random(n)
         u_cheap = rng.random((n, 3))
-        u_qty = rng.random((n, 3))
+        u_qty = rng.random(n)
         u_nff = rng.random(n)
         standard = np.array([p.labor_minutes for p in catalog.products])[prods]
         labor = np.maximum(5, np.rint(standard * spec.rel_labor
@@ -504,8 +508,10 @@ class _Work:
                 candidate = int(cheap[j, e])
                 if candidate not in chosen:
                     chosen.append(candidate)
-            parts_lists.append([[p, 2 if max_qty[p] == 2 and u_qty[j, e] < 0.2 else 1]
-                                for e, p in enumerate(chosen)])
+            # A second unit of a small part (two hinges), keeping the repair within 3 parts.
+            doubled = len(chosen) < 3 and max_qty[chosen[-1]] == 2 and u_qty[j] < 0.2
+            parts_lists.append([[p, 1] for p in chosen[:-1]]
+                               + [[chosen[-1], 2 if doubled else 1]])
             diagnoses.append(faults[first])
         return parts_lists, diagnoses, labor
 
@@ -529,7 +535,6 @@ class _PartnerClaims:
         self.purchase: dict[int, int] = {}  # serial id -> purchase date ordinal
         self.serial_product: dict[int, int] = {}
         self._next_serial = 0
-        self._next_typo = 0
         self._next_phantom = 0
         self.pending_other = 0  # phantom claims to place on serials other partners hold
 
@@ -590,9 +595,8 @@ class _PartnerClaims:
             self.purchase[serial] = int(received[j] - age[j])
             self.serial_product[serial] = int(prods[j])
             if typo[j]:
-                # The unit is real and registered; the shop mistyped its serial on the claim.
-                self._next_typo += 1
-                claim.serial = (spec.index << 20) | _TYPO_NAMESPACE | self._next_typo
+                # The unit is real and registered; the shop mistyped one character of its
+                # serial on the claim (see _mistyped).
                 claim.origin, claim.first = "typo", False
             base.append(claim)
         self.claims.extend(base)
@@ -659,7 +663,7 @@ class _PartnerClaims:
                 if free:
                     claim.parts.append([free[int(u_pad_part[j] * len(free))], 1])
             if "labor_padding" in intensity:
-                claim.labor = int(round(claim.labor * intensity["labor_padding"]))
+                claim.labor = round(claim.labor * intensity["labor_padding"])
             if "outside_bom" in intensity and u_outside[j] < intensity["outside_bom"]:
                 foreign = [i for i, owner in enumerate(catalog.part_owner) if owner != claim.prod]
                 claim.parts.append([foreign[int(u_outside_part[j] * len(foreign))], 1])
@@ -684,21 +688,23 @@ class _PartnerClaims:
         received = np.array([c.received for c in bases])
         month = np.repeat(np.arange(len(per_month)), per_month)
         when = calendar.starts[month] + (rng.random(total) * calendar.days[month]).astype(int)
-        u_base = rng.random(total)
         prods = np.zeros(total, dtype=int)
         chosen: list[_Claim | None] = []
         taken = {(c.serial, c.received) for c in self.claims}
         for i in range(total):
             low = np.searchsorted(received, when[i] - REPEAT_WINDOW_DAYS + 1, side="left")
             high = np.searchsorted(received, when[i] - 3, side="right")
-            candidates = [c for c in bases[low:high] if c.completed < when[i]
-                          and (c.serial, int(when[i])) not in taken
-                          and when[i] - self.purchase[c.serial]
-                          < catalog.products[c.prod].warranty_days]
-            if not candidates:
+            base = None
+            for _ in range(20 if high > low else 0):  # a few tries: most recent claims qualify
+                candidate = bases[low + int(rng.random() * (high - low))]
+                if (candidate.completed < when[i] and (candidate.serial, int(when[i])) not in taken
+                        and when[i] - self.purchase[candidate.serial]
+                        < catalog.products[candidate.prod].warranty_days):
+                    base = candidate
+                    break
+            if base is None:
                 chosen.append(None)
                 continue
-            base = candidates[int(u_base[i] * len(candidates))]
             taken.add((base.serial, int(when[i])))
             chosen.append(base)
             prods[i] = base.prod
@@ -791,15 +797,34 @@ def _place_phantoms_at_other(rng: np.random.Generator, fraudster: _PartnerClaims
 # --------------------------------------------------------------------------------------------
 
 
-def _serial_text(serial_id: int, salt: int) -> str:
-    """A unique, random-looking serial: a bijection of the 40-bit id, in base 34."""
-    mask = (1 << _SERIAL_BITS) - 1
-    value = ((serial_id ^ salt) * _SERIAL_MULT) & mask
-    digits = []
-    for _ in range(8):
-        value, digit = divmod(value, len(_SERIAL_ALPHABET))
-        digits.append(_SERIAL_ALPHABET[digit])
-    return "SN" + "".join(reversed(digits))
+def _serial_texts(serial_ids: list[int], salt: int) -> dict[int, str]:
+    """Unique, random-looking serials: a bijection of each 40-bit id, in 8 base-34 digits."""
+    ids = np.array(sorted(set(serial_ids)), dtype=np.uint64)
+    # uint64 products wrap modulo 2**64, whose low 40 bits are the product modulo 2**40.
+    mask = np.uint64((1 << _SERIAL_BITS) - 1)
+    values = ((ids ^ np.uint64(salt)) * np.uint64(_SERIAL_MULT)) & mask
+    base = np.uint64(len(_SERIAL_ALPHABET))
+    digits = np.empty((len(ids), 8), dtype=np.int64)
+    for position in range(7, -1, -1):
+        digits[:, position] = (values % base).astype(np.int64)
+        values //= base
+    alphabet = np.frombuffer(_SERIAL_ALPHABET.encode(), dtype="S1")
+    texts = alphabet[digits].view("S8").ravel()
+    return {int(i): "SN" + t.decode() for i, t in zip(ids, texts, strict=True)}
+
+
+def _mistyped(serial: str, serial_id: int, known: set[str]) -> str:
+    """The serial with one character wrong, as keyed in by hand; never another real serial."""
+    width = len(_SERIAL_ALPHABET)
+    for attempt in range(8):
+        position = 2 + (serial_id + attempt) % 8  # after the "SN" prefix
+        shift = 1 + (serial_id // 8 + attempt) % (width - 1)
+        char = _SERIAL_ALPHABET[(_SERIAL_ALPHABET.index(serial[position]) + shift) % width]
+        candidate = serial[:position] + char + serial[position + 1:]
+        if candidate not in known:
+            known.add(candidate)
+            return candidate
+    raise RuntimeError(f"no free mistyping of {serial}")
 
 
 def generate_world(seed: int, *, strength: str = "blatant", partners: int = 50, months: int = 24,
@@ -853,14 +878,9 @@ def _assemble(seed: int, strength: str, catalog: _Catalog, calendar: _Calendar,
             found = dates[ordinal] = date.fromordinal(ordinal)
         return found
 
-    serial_texts: dict[int, str] = {}
-
-    def serial(serial_id: int) -> str:
-        text = serial_texts.get(serial_id)
-        if text is None:
-            text = serial_texts[serial_id] = _serial_text(serial_id, salt)
-        return text
-
+    serial_texts = _serial_texts(
+        [c.serial for book in books for c in book.claims]
+        + [serial_id for book in books for serial_id in book.purchase], salt)
     claims: list[dict] = []
     rule_truth: dict[tuple[str, str, date], str] = {}
     noise: dict[tuple[str, str, date], str] = {}
@@ -868,10 +888,13 @@ def _assemble(seed: int, strength: str, catalog: _Catalog, calendar: _Calendar,
     numbers, cents = catalog.part_numbers, catalog.part_cents
     labor_cents_per_minute = int(LABOR_RATE_PER_HOUR * 100) / 60
     skus = [p.sku for p in catalog.products]
+    known = set(serial_texts.values())
     for book in books:
         code, country = book.spec.code, book.spec.country
         for claim in book.claims:
-            text = serial(claim.serial)
+            text = serial_texts[claim.serial]
+            if claim.origin == "typo":
+                text = _mistyped(text, claim.serial, known)
             received = day(claim.received)
             amount = sum(cents[p] * q for p, q in claim.parts) + round(
                 claim.labor * labor_cents_per_minute)
@@ -891,7 +914,7 @@ def _assemble(seed: int, strength: str, catalog: _Catalog, calendar: _Calendar,
         for serial_id, bought in book.purchase.items():
             if book.serial_product.get(serial_id) is None:
                 continue  # another partner's unit, registered by that partner's book
-            text = serial(serial_id)
+            text = serial_texts[serial_id]
             purchases.append({
                 "serial_number": text, "sku": skus[book.serial_product[serial_id]],
                 "purchase_date": day(bought), "customer_email": f"{text.lower()}@example.com",
@@ -905,7 +928,10 @@ def _assemble(seed: int, strength: str, catalog: _Catalog, calendar: _Calendar,
                              "complex": p.complex} for p in catalog.products}
     return World(seed=seed, strength=strength, months=list(calendar.months), products=products,
                  parts=parts, bom=bom, purchases=purchases, partners=partner_rows, claims=claims,
-                 truth=truth, rule_truth=rule_truth, noise=noise, product_truth=product_truth)
+                 truth=truth, rule_truth=rule_truth, noise=noise, product_truth=product_truth,
+                 partner_rates={s.code: {"doa": s.rel_doa, "parts": s.rel_parts,
+                                         "premium": s.rel_premium, "labor": s.rel_labor}
+                                for s in specs})
 
 
 def _truth(spec: _PartnerSpec, catalog: _Catalog, calendar: _Calendar) -> PartnerTruth:

@@ -80,6 +80,22 @@ def test_demo_loads_once_and_prints_logins(app, runner):
     assert db.session.scalar(select(func.count(Product.id))) == 5
 
 
+def test_fraud_demo_loads_a_scored_claim_history_once(app, runner):
+    from fraud.models import FraudFlag
+    from partners.models import HistoricRepair
+
+    result = runner.invoke(args=["demo", "fraud", "--partners", "16", "--months", "12",
+                                 "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    claims = db.session.scalar(select(func.count(HistoricRepair.id)))
+    assert f"demo fraud: {claims} claims of 16 partners" in result.output
+    assert "scored in" in result.output and "/finance/flags" in result.output
+    assert db.session.scalar(select(func.count(FraudFlag.id))) > 0
+    again = runner.invoke(args=["demo", "fraud", "--if-empty"])
+    assert "nothing loaded" in again.output
+    assert db.session.scalar(select(func.count(HistoricRepair.id))) == claims
+
+
 def test_demo_refuses_production(make_app):
     app = make_app(AFTERCARE_ENV="production")
     result = app.test_cli_runner().invoke(args=["demo"])
