@@ -45,7 +45,6 @@ TREND_MONTHS = 6
 TREND_BASE_MONTHS = 6
 TREND_PRIOR_CLAIMS = 20
 TREND_MIN_CLAIMS = 20
-TREND_MIN_EXPECTED = 5.0
 TREND_DRIFT2 = 0.05 ** 2  # honest month-to-month drift of a partner's own rates
 
 
@@ -196,12 +195,19 @@ def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray
                             + within[:, :-recent].sum(1) / np.maximum(e_h + pseudo, 1e-9) ** 2)
                 usable = (n_r >= TREND_MIN_CLAIMS) & (n_h >= TREND_MIN_CLAIMS) & (predicted > 0)
                 z = np.log(np.maximum(o_r, 1e-9) / np.maximum(predicted, 1e-9))
+                p = np.where(usable, stats.normal_sf(z / np.sqrt(variance + TREND_DRIFT2)), 1.0)
             else:
-                variance = 1 / np.maximum(predicted, 0.5) + 1 / (o_h + pseudo + 0.5)
-                usable = (predicted >= TREND_MIN_EXPECTED) & (n_h >= TREND_MIN_CLAIMS)
-                z = np.log((o_r + 0.5) / (predicted + 0.5))
-            z = z / np.sqrt(variance + TREND_DRIFT2)
-            p = np.where(usable, stats.normal_sf(z), 1.0)
+                # Counts: the exact gamma-Poisson predictive. The partner's own rate has a
+                # Gamma(pseudo + o_h, pseudo + e_h) posterior after its earlier months, so its
+                # recent count is negative binomial (exact for the few DOAs a month of a
+                # small shop, where a normal approximation would be far off).
+                # Its precision is capped so honest drift (5%) is never ruled out.
+                usable = (predicted > 0) & (n_h >= TREND_MIN_CLAIMS) & (e_r > 0)
+                shape, rate = o_h + pseudo, e_h + pseudo
+                cap = np.minimum(1.0, (1 / TREND_DRIFT2) / np.maximum(shape, 1e-12))
+                shape, rate = shape * cap, rate * cap
+                p = np.where(usable, stats.negbinomial_sf(o_r, shape, rate / np.maximum(
+                    rate + e_r, 1e-12)), 1.0)
             better = p < best_p
             best_p = np.where(better, p, best_p)
             best_ratio = np.where(better, o_r / np.maximum(predicted, 1e-9), best_ratio)
@@ -341,7 +347,8 @@ def _describe(name: str, tested: _Tested, i: int, amounts: _Amounts) -> v.Signal
     excess = max(0.0, observed - expected)
     if by_trend:
         months = int(tested.trend_months[i])
-        text += (f"; {trend_ratio:.2f}x its own earlier level over the last "
+        level = "over 10x" if trend_ratio >= 10 else f"{trend_ratio:.2f}x"
+        text += (f"; {level} its own earlier level over the last "
                  f"{months} month{'s' if months > 1 else ''}")
         excess = max(excess, observed * (1 - 1 / trend_ratio) if trend_ratio > 1 else 0.0)
     return v.SignalResult(

@@ -462,6 +462,14 @@ def fit_relative_variance(
                                  xtol=1e-10))
 
 
+def negbinomial_sf(observed: np.ndarray, shape: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """P(X >= observed) for X ~ NegBin(shape, p), element-wise (scipy's parametrisation)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shape = np.maximum(shape, 1e-12)
+        p = np.clip(p, 1e-12, 1.0)
+        return np.where(observed <= 0, 1.0, sps.nbinom.sf(np.asarray(observed) - 1, shape, p))
+
+
 def normal_sf(z: np.ndarray) -> np.ndarray:
     """Upper-tail probability of the standard normal, element-wise."""
     return sps.norm.sf(z)
