@@ -20,6 +20,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(FLASK) db upgrade
 	$(FLASK) demo --if-empty
+	$(FLASK) demo fraud --if-empty
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
 ## make test: install dev dependencies and run the whole suite (SQLite, jobs inline)
@@ -29,6 +30,16 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+## make fuzz: schemathesis against /api/openapi.json, in-process; CI runs 25 cases per operation
+.PHONY: fuzz audit-deps
+FUZZ_MAX_EXAMPLES ?= 200
+fuzz: $(STAMP)
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) $(BIN)/pytest -q tests/test_fuzz_api.py
+
+## make audit-deps: bandit (no high findings) and pip-audit on the locked dependencies
+audit-deps: $(STAMP)
+	.ci/audit-deps
 
 ## make bench: benchmarks that print figures (not part of CI)
 bench: $(STAMP)
@@ -57,3 +68,28 @@ relay: $(STAMP)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+
+# --- reliability: races and faults on PostgreSQL (tests/reliability, docs/reliability.md) ----
+.PHONY: races faults
+RELIABILITY_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/aftercare_ci
+RELIABILITY_REDIS_URL ?= redis://127.0.0.1:6379/15
+RACE_ROUNDS ?= 20
+FAULT_ROUNDS ?= 3
+RELIABILITY_DB = $(lastword $(subst /, ,$(RELIABILITY_DATABASE_URL)))
+
+## make races: the five PostgreSQL races through the HTTP API, RACE_ROUNDS rounds each
+races: $(STAMP)
+	psql "$(dir $(RELIABILITY_DATABASE_URL))postgres" -tc \
+		"SELECT 1 FROM pg_database WHERE datname='$(RELIABILITY_DB)'" | grep -q 1 \
+		|| psql "$(dir $(RELIABILITY_DATABASE_URL))postgres" -c "CREATE DATABASE $(RELIABILITY_DB)"
+	TEST_DATABASE_URL=$(RELIABILITY_DATABASE_URL) TEST_REDIS_URL=$(RELIABILITY_REDIS_URL) \
+		RACE_ROUNDS=$(RACE_ROUNDS) AFTERCARE_FORBID_SKIPS=1 \
+		$(BIN)/pytest -q tests/reliability/test_races.py $(PYTEST_ARGS)
+
+## make faults: worker SIGKILL, Redis down, DB connection dropped, audit tamper; FAULT_ROUNDS
+faults: $(STAMP)
+	psql "$(dir $(RELIABILITY_DATABASE_URL))postgres" -tc \
+		"SELECT 1 FROM pg_database WHERE datname='$(RELIABILITY_DB)'" | grep -q 1 \
+		|| psql "$(dir $(RELIABILITY_DATABASE_URL))postgres" -c "CREATE DATABASE $(RELIABILITY_DB)"
+	TEST_DATABASE_URL=$(RELIABILITY_DATABASE_URL) FAULT_ROUNDS=$(FAULT_ROUNDS) \
+		AFTERCARE_FORBID_SKIPS=1 $(BIN)/pytest -q tests/reliability/test_faults.py $(PYTEST_ARGS)

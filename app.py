@@ -58,8 +58,8 @@ def _import_models() -> None:
     import auth.models  # noqa: F401
     import catalog.models  # noqa: F401
     import claims.models  # noqa: F401
-    import fraud.models  # noqa: F401
     import common.jobs  # noqa: F401
+    import fraud.models  # noqa: F401
     import inventory.models  # noqa: F401
     import messaging.models  # noqa: F401
     import partners.importing  # noqa: F401 - registers the partners and repairs import kinds

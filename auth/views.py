@@ -101,7 +101,7 @@ def list_my_tokens() -> Any:
 
 @api_bp.route("/me/tokens", methods=["POST"])
 @roles_required(*STAFF_ROLES)
-@api_bp.arguments(TokenCreateSchema)
+@api_bp.arguments(TokenCreateSchema, required=False)
 @api_bp.response(201, IssuedTokenSchema)
 def create_my_token(data: dict[str, Any]) -> Any:
     """Issue a new personal API token; the secret is in this response only."""

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from auth.access import roles_required
 from auth.roles import ADMIN, FINANCE, SUPPORT, WAREHOUSE
 from catalog import service
+from catalog.import_rules import KINDS
 from catalog.schemas import (
     ImportReportSchema,
     PartSchema,
@@ -26,6 +27,9 @@ api_bp = Blueprint(
     "catalog", __name__, url_prefix="/api/v1", description="Products, parts and purchases"
 )
 
+# create_app imports every module that registers an import kind before the blueprints.
+IMPORT_KIND = {"in": "path", "name": "kind", "required": True,
+               "schema": {"type": "string", "enum": sorted(KINDS)}}
 CSV_BODY = {
     "required": True,
     "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
@@ -80,7 +84,7 @@ def list_purchases(filters: dict[str, Any], pagination_parameters: Any) -> Any:
 
 @api_bp.route("/imports/<string:kind>", methods=["POST"])
 @roles_required(ADMIN)
-@api_bp.doc(requestBody=CSV_BODY)
+@api_bp.doc(requestBody=CSV_BODY, parameters=[IMPORT_KIND])
 @api_bp.response(200, ImportReportSchema)
 def import_csv(kind: str) -> Any:
     """Import a CSV file (request body, UTF-8); returns the row-level report."""

@@ -5,6 +5,10 @@ import marshmallow as ma
 from catalog.faults import FAULT_CATEGORIES
 from claims.rules import REMEDIES
 from common.i18n import LANGUAGES
+from common.schemas import Pattern, StrictBoolean
+
+# What a paste brings along; the serial number's documented pattern allows exactly these.
+PASTED_WHITESPACE = " \t\r\n"
 
 
 class ReturnAddressSchema(ma.Schema):
@@ -16,7 +20,7 @@ class ReturnAddressSchema(ma.Schema):
     line2 = ma.fields.String(validate=ma.validate.Length(max=200))
     postal_code = ma.fields.String(validate=ma.validate.Length(max=20))
     city = ma.fields.String(validate=ma.validate.Length(max=100))
-    country = ma.fields.String(validate=ma.validate.Regexp(r"^[A-Za-z]{2}$"))
+    country = ma.fields.String(validate=Pattern(r"^[A-Za-z]{2}$"))
     phone = ma.fields.String(validate=ma.validate.Length(max=40))
 
 
@@ -25,12 +29,13 @@ class ClaimCreateSchema(ma.Schema):
         unknown = ma.RAISE
 
     serial_number = ma.fields.String(
-        required=True, validate=ma.validate.Regexp(r"^\s*[A-Za-z0-9][A-Za-z0-9._/-]{0,63}\s*$"))
+        required=True,
+        validate=Pattern(r"^[ \t\r\n]*[A-Za-z0-9][A-Za-z0-9._/-]{0,63}[ \t\r\n]*$"))
     email = ma.fields.Email(required=True, validate=ma.validate.Length(max=254))
     fault_category = ma.fields.String(required=True, validate=ma.validate.OneOf(FAULT_CATEGORIES))
     description = ma.fields.String(required=True, validate=ma.validate.Length(min=5, max=5000))
     remedy = ma.fields.String(load_default=None, validate=ma.validate.OneOf(REMEDIES))
-    dead_on_arrival = ma.fields.Boolean(load_default=False)
+    dead_on_arrival = StrictBoolean(load_default=False)
     language = ma.fields.String(load_default="en", validate=ma.validate.OneOf(LANGUAGES))
     customer_name = ma.fields.String(load_default=None, validate=ma.validate.Length(max=200))
     return_address = ma.fields.Nested(ReturnAddressSchema, load_default=dict)
@@ -41,7 +46,7 @@ class ClaimCreateSchema(ma.Schema):
         if isinstance(data, dict):
             for name in ("serial_number", "email"):
                 if isinstance(data.get(name), str):
-                    data = {**data, name: data[name].strip()}
+                    data = {**data, name: data[name].strip(PASTED_WHITESPACE)}
         return data
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Flask, Response, g, json, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,11 @@ PROBLEM_TYPE_BASE = "https://aftercare.dev/problems/"
 
 class ProblemSchema(ma.Schema):
     """RFC 9457 problem details, as every API error is sent."""
+
+    class Meta:
+        # RFC 9457 extension members: e.g. `allowed` on an illegal transition, `outcome` on a
+        # bad RMA number, `on_hand` when stock runs short.
+        unknown = ma.INCLUDE
 
     type = ma.fields.String(metadata={"description": "URI identifying the problem type"})
     title = ma.fields.String(metadata={"description": "Short summary of the problem type"})
@@ -209,7 +214,7 @@ def handle_database_unavailable(error: DBAPIError) -> Any:
     )
 
 
-def handle_overflow(error: OverflowError) -> Any:
+def handle_overflow(error: OverflowError | DataError) -> Any:
     """A number too large for the database is bad input, not a server fault."""
     from common.extensions import db
 
@@ -218,6 +223,19 @@ def handle_overflow(error: OverflowError) -> Any:
         return _html_error(422, "Invalid input", "A number in the request is out of range.")
     return problem_response(422, title="Invalid input", type_="validation-error",
                             detail="A number in the request is out of range.")
+
+
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # SQLSTATE
+
+
+def handle_data_error(error: DataError) -> Any:
+    """PostgreSQL's "integer out of range" is the OverflowError of SQLite: bad input, a 422.
+
+    Any other data error is ours, and stays a server error.
+    """
+    if getattr(error.orig, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
+        raise error
+    return handle_overflow(error)
 
 
 def handle_unexpected(error: Exception) -> Any:
@@ -233,5 +251,6 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(OperationalError, handle_database_unavailable)
     app.register_error_handler(OverflowError, handle_overflow)
+    app.register_error_handler(DataError, handle_data_error)
     if not app.testing:
         app.register_error_handler(Exception, handle_unexpected)

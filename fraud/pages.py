@@ -68,7 +68,7 @@ def score_now() -> Any:
     return redirect(url_for(".flags"))
 
 
-@bp.route("/finance/flags/<int:flag_id>")
+@bp.route("/finance/flags/<int(max=2147483647):flag_id>")
 @roles_required(ADMIN, FINANCE)
 def flag(flag_id: int) -> Any:
     """One flag: evidence, the claims behind it, its payment holds and the decision forms."""
@@ -85,7 +85,7 @@ def _flag_page(flag: m.FraudFlag, form: MultiDict | None = None, status: int = 2
         askable=(m.OPEN, m.INSUFFICIENT_EVIDENCE)), status
 
 
-@bp.route("/finance/flags/<int:flag_id>/decision", methods=["POST"])
+@bp.route("/finance/flags/<int(max=2147483647):flag_id>/decision", methods=["POST"])
 @roles_required(ADMIN, FINANCE)
 def decide(flag_id: int) -> Any:
     """Confirm with a recovery amount, dismiss with a reason, or ask for evidence."""
@@ -106,7 +106,7 @@ def decide(flag_id: int) -> Any:
     return redirect(url_for(".flag", flag_id=flag_id))
 
 
-@bp.route("/finance/flags/<int:flag_id>/hold", methods=["POST"])
+@bp.route("/finance/flags/<int(max=2147483647):flag_id>/hold", methods=["POST"])
 @roles_required(ADMIN, FINANCE)
 def hold(flag_id: int) -> Any:
     """Withhold payment of the partner's unpaid repair reports behind the flag."""

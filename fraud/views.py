@@ -61,7 +61,7 @@ def list_flags(query: dict[str, Any], pagination_parameters: Any) -> Any:
     return paginate(select, pagination_parameters)
 
 
-@api_bp.route("/flags/<int:flag_id>")
+@api_bp.route("/flags/<int(max=2147483647):flag_id>")
 @roles_required(ADMIN, FINANCE)
 @api_bp.response(200, FlagDetailSchema)
 def get_flag(flag_id: int) -> Any:
@@ -71,7 +71,7 @@ def get_flag(flag_id: int) -> Any:
             "claims": service.claims_behind(flag)}
 
 
-@api_bp.route("/flags/<int:flag_id>/decision", methods=["POST"])
+@api_bp.route("/flags/<int(max=2147483647):flag_id>/decision", methods=["POST"])
 @roles_required(ADMIN, FINANCE)
 @api_bp.arguments(FlagDecisionSchema)
 @api_bp.response(200, FlagSchema)
@@ -81,7 +81,7 @@ def decide(data: dict[str, Any], flag_id: int) -> Any:
     return service.decide(flag_id=flag_id, actor=current_user.actor, **data)
 
 
-@api_bp.route("/flags/<int:flag_id>/hold", methods=["POST"])
+@api_bp.route("/flags/<int(max=2147483647):flag_id>/hold", methods=["POST"])
 @roles_required(ADMIN, FINANCE)
 @api_bp.arguments(HoldSchema)
 @api_bp.response(200, HeldReportsSchema)

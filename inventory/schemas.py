@@ -83,7 +83,8 @@ class PartMovementCreateSchema(ma.Schema):
         unknown = ma.RAISE
 
     part_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    quantity = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=100000))
+    quantity = ma.fields.Integer(strict=True, required=True,
+                                 validate=ma.validate.Range(min=1, max=100000))
     from_location = ma.fields.String(load_default=None, validate=ma.validate.Length(max=80))
     to_location = ma.fields.String(load_default=None, validate=ma.validate.Length(max=80))
     reason = ma.fields.String(required=True, validate=ma.validate.OneOf(
@@ -110,7 +111,8 @@ class AdjustmentCreateSchema(ma.Schema):
 
     part_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
     location = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=80))
-    counted = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=1000000))
+    counted = ma.fields.Integer(strict=True, required=True,
+                                validate=ma.validate.Range(min=0, max=1000000))
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=2000))
 
 

@@ -55,7 +55,7 @@ def route_unit(*, rma_number: str, actor: Actor, disposition: str | None = None,
     unit = get_unit(rma_number)
     if unit.status not in ROUTABLE:
         raise Conflict(f"a unit that is {unit.status} cannot be routed",
-                       extra={"status": unit.status})
+                       extra={"current_status": unit.status})
     default = suggest_route(unit)
     chosen = disposition or default.disposition
     if chosen not in routing.DISPOSITIONS:

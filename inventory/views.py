@@ -37,6 +37,7 @@ from inventory.schemas import (
     UnitQuerySchema,
     UnitSchema,
 )
+from rma.schemas import rma_number_parameter
 
 api_bp = Blueprint("warehouse", __name__, url_prefix="/api/v1/warehouse",
                    description="Receiving, units and stock")
@@ -44,6 +45,7 @@ api_bp = Blueprint("warehouse", __name__, url_prefix="/api/v1/warehouse",
 CSV_DOC = {"200": {"description": "JSON, or CSV with ?format=csv",
                    "content": {"text/csv": {"schema": {"type": "string"}}}}}
 READERS = (ADMIN, WAREHOUSE, SUPPORT, FINANCE)
+RMA_NUMBER = rma_number_parameter("404 when no unit has it.")
 
 
 @api_bp.route("/scans", methods=["POST"])
@@ -75,6 +77,7 @@ def units(query: dict[str, Any], pagination_parameters: Any) -> Any:
 
 @api_bp.route("/units/<string:rma_number>/move", methods=["POST"])
 @roles_required(ADMIN, WAREHOUSE)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.arguments(UnitMoveSchema)
 @api_bp.response(200, UnitSchema)
 def move_unit(data: dict[str, Any], rma_number: str) -> Any:
@@ -144,6 +147,7 @@ def adjust(data: dict[str, Any]) -> Any:
 
 @api_bp.route("/units/<string:rma_number>/route")
 @roles_required(ADMIN, WAREHOUSE)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.response(200, RouteSuggestionSchema)
 def route_suggestion(rma_number: str) -> Any:
     """What the routing rules suggest for a received unit, and why."""
@@ -152,6 +156,7 @@ def route_suggestion(rma_number: str) -> Any:
 
 @api_bp.route("/units/<string:rma_number>/route", methods=["POST"])
 @roles_required(ADMIN, WAREHOUSE)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.arguments(RouteCreateSchema)
 @api_bp.response(200, UnitSchema)
 @api_bp.alt_response(409, description="The unit cannot be routed in its current status")

@@ -85,12 +85,12 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
     if expected_version != repair.version:
         raise StaleVersion(f"the unit is at version {repair.version}, you sent "
                            f"{expected_version}", extra={"version": repair.version,
-                                                          "status": repair.status})
+                                                          "current_status": repair.status})
     current = repair.status
     if not states.can_move(current, target):
         raise IllegalTransition(
             f"{target} cannot follow {current}",
-            extra={"status": current, "allowed": list(states.allowed_next(current))})
+            extra={"current_status": current, "allowed": list(states.allowed_next(current))})
     now = utcnow()
     changed = db.session.execute(
         update(Repair).where(Repair.id == repair.id, Repair.version == expected_version)
@@ -101,7 +101,7 @@ def change_status(*, rma_number: str, partner_id: int, target: str,
         db.session.rollback()
         fresh = get_repair(rma_number=rma_number, partner_id=partner_id)
         raise StaleVersion("someone else changed the unit first",
-                           extra={"version": fresh.version, "status": fresh.status})
+                           extra={"version": fresh.version, "current_status": fresh.status})
     db.session.add(RepairEvent(repair_id=repair.id, from_status=current, to_status=target,
                                actor=str(actor), note=(note or None)))
     unit = repair.unit

@@ -2,11 +2,17 @@
 
 import marshmallow as ma
 
-from common.schemas import CredentialSchema
+from common.schemas import CredentialSchema, Pattern, StrictBoolean, StrictFloat
 from partners import repair_states
 
 STAGES = [s for s in repair_states.STATUSES
           if s not in (repair_states.IN_TRANSIT, repair_states.SHIPPED_BACK)]
+
+
+StageLimitsSchema = ma.Schema.from_dict(
+    {stage: StrictFloat(validate=ma.validate.Range(min=0.01, max=365)) for stage in STAGES},
+    name="StageLimitsSchema",
+)
 
 
 class PartnerCreateSchema(ma.Schema):
@@ -14,17 +20,17 @@ class PartnerCreateSchema(ma.Schema):
         unknown = ma.RAISE
 
     code = ma.fields.String(
-        required=True, validate=ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
+        required=True, validate=Pattern(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
     )
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    country = ma.fields.String(load_default=None, validate=ma.validate.Regexp(r"^[A-Za-z]{2}$"))
+    country = ma.fields.String(load_default=None, validate=Pattern(r"^[A-Za-z]{2}$"))
     contact_email = ma.fields.Email(load_default=None, validate=ma.validate.Length(max=254))
     contact_phone = ma.fields.String(load_default=None, validate=ma.validate.Length(max=40))
-    sla_days = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=365))
-    stage_limits = ma.fields.Dict(
-        keys=ma.fields.String(validate=ma.validate.OneOf(STAGES)),
-        values=ma.fields.Float(validate=ma.validate.Range(min=0.01, max=365)),
-        load_default=None, metadata={"description": "days allowed per repair stage"})
+    sla_days = ma.fields.Integer(strict=True, load_default=10,
+                                 validate=ma.validate.Range(min=1, max=365))
+    # A schema rather than a Dict: OpenAPI 3.0 can name the allowed keys only as properties.
+    stage_limits = ma.fields.Nested(StageLimitsSchema, load_default=None,
+                                    metadata={"description": "days allowed per repair stage"})
 
 
 class PartnerSchema(ma.Schema):
@@ -84,7 +90,8 @@ class UsedPartSchema(ma.Schema):
         unknown = ma.RAISE
 
     part_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    quantity = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=100))
+    quantity = ma.fields.Integer(strict=True, required=True,
+                                 validate=ma.validate.Range(min=1, max=100))
 
 
 class RepairReportCreateSchema(ma.Schema):
@@ -92,16 +99,16 @@ class RepairReportCreateSchema(ma.Schema):
         unknown = ma.RAISE
 
     diagnosis_code = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
-    doa = ma.fields.Boolean(load_default=False)
+    doa = StrictBoolean(load_default=False)
     doa_evidence = ma.fields.String(load_default=None, validate=ma.validate.Length(max=5000))
     parts = ma.fields.List(ma.fields.Nested(UsedPartSchema), load_default=list,
                            validate=ma.validate.Length(max=50))
-    labor_minutes = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0,
-                                                                                  max=10000))
+    labor_minutes = ma.fields.Integer(strict=True, required=True,
+                                      validate=ma.validate.Range(min=0, max=10000))
     replacement_serial = ma.fields.String(
         load_default=None, validate=ma.validate.Length(max=64),
         metadata={"description": "serial of the replacement unit, when the unit was replaced"})
-    insist_outside_bom = ma.fields.Boolean(
+    insist_outside_bom = StrictBoolean(
         load_default=False,
         metadata={"description": "keep parts outside the BOM or above its maximum (flagged)"})
 
@@ -160,7 +167,7 @@ class PayableQuerySchema(ma.Schema):
         unknown = ma.RAISE
 
     partner_code = ma.fields.String(validate=ma.validate.Length(max=32))
-    period = ma.fields.String(validate=ma.validate.Regexp(r"^\d{4}-\d{2}$"))
+    period = ma.fields.String(validate=Pattern(r"^[0-9]{4}-[0-9]{2}$"))
     format = ma.fields.String(validate=ma.validate.OneOf(["json", "csv"]))
 
 
@@ -198,4 +205,5 @@ class CoreReturnSchema(ma.Schema):
 
     rma_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=20))
     part_number = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    quantity = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=100))
+    quantity = ma.fields.Integer(strict=True, load_default=1,
+                                 validate=ma.validate.Range(min=1, max=100))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import current_app, request
@@ -36,6 +37,7 @@ from partners.schemas import (
     ReportQuerySchema,
     ScorecardSchema,
 )
+from rma.schemas import rma_number_parameter
 
 api_bp = Blueprint("partners", __name__, url_prefix="/api/v1", description="Service partners")
 
@@ -76,7 +78,7 @@ def list_partner_keys(code: str) -> Any:
 
 @api_bp.route("/partners/<string:code>/keys", methods=["POST"])
 @roles_required(ADMIN)
-@api_bp.arguments(PartnerKeyCreateSchema)
+@api_bp.arguments(PartnerKeyCreateSchema, required=False)
 @api_bp.response(201, IssuedPartnerKeySchema)
 def issue_partner_key(data: dict[str, Any], code: str) -> Any:
     """Issue a new API key; the secret is in this response only."""
@@ -102,8 +104,11 @@ def my_partner() -> Any:
 
 # --- the partner's own units -------------------------------------------------------------------
 
-IF_MATCH = {"in": "header", "name": "If-Match", "required": True, "schema": {"type": "string"},
+_ETAG = re.compile(r'(?:W/)?"?([0-9]{1,9})"?')
+IF_MATCH = {"in": "header", "name": "If-Match", "required": True,
+            "schema": {"type": "string", "pattern": r'^\s*(W/)?"?[0-9]{1,9}"?\s*$'},
             "description": 'The ETag from the last read, e.g. "3"'}
+RMA_NUMBER = rma_number_parameter("404 unless the unit is at the calling partner.")
 
 
 def _unit_view(repair: Repair) -> dict[str, Any]:
@@ -123,10 +128,10 @@ def _if_match_version() -> int | None:
     raw = request.headers.get("If-Match", "").strip()
     if not raw:
         return None
-    raw = raw.removeprefix("W/").strip('"')
-    if not raw.isdigit() or len(raw) > 9:
+    match = _ETAG.fullmatch(raw)  # ASCII digits only: str.isdigit() also takes "²"
+    if match is None:
         raise ValidationFailed("bad If-Match", errors={"If-Match": ['an ETag such as "3"']})
-    return int(raw)
+    return int(match.group(1))
 
 
 @api_bp.route("/partner/units")
@@ -142,6 +147,7 @@ def partner_units(query: dict[str, Any], pagination_parameters: Any) -> Any:
 
 @api_bp.route("/partner/units/<string:rma_number>")
 @roles_required(PARTNER)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.response(200, PartnerUnitSchema)
 def partner_unit(rma_number: str) -> Any:
     """One of the partner's units, with its ETag for a later update."""
@@ -152,7 +158,7 @@ def partner_unit(rma_number: str) -> Any:
 @api_bp.route("/partner/units/<string:rma_number>", methods=["PATCH"])
 @roles_required(PARTNER)
 @api_bp.arguments(PartnerUnitUpdateSchema)
-@api_bp.doc(parameters=[IF_MATCH])
+@api_bp.doc(parameters=[IF_MATCH, RMA_NUMBER])
 @api_bp.response(200, PartnerUnitSchema)
 @api_bp.alt_response(409, description="Illegal transition; the allowed next statuses listed")
 @api_bp.alt_response(412, description="Stale version: read the unit again")
@@ -167,6 +173,7 @@ def update_partner_unit(data: dict[str, Any], rma_number: str) -> Any:
 
 @api_bp.route("/partner/units/<string:rma_number>/report", methods=["POST"])
 @roles_required(PARTNER)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.arguments(RepairReportCreateSchema)
 @api_bp.response(201, RepairReportSchema)
 @api_bp.alt_response(409, description="Already reported, not reportable yet, or not enough "
@@ -237,6 +244,7 @@ def payables(query: dict[str, Any]) -> Any:
 
 @api_bp.route("/partner/units/<string:rma_number>/pause", methods=["POST"])
 @roles_required(PARTNER)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.arguments(PauseSchema)
 @api_bp.response(200, PartnerUnitSchema)
 @api_bp.alt_response(409, description="The clock is not running")
@@ -249,6 +257,7 @@ def pause(data: dict[str, Any], rma_number: str) -> Any:
 
 @api_bp.route("/partner/units/<string:rma_number>/resume", methods=["POST"])
 @roles_required(PARTNER)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.response(200, PartnerUnitSchema)
 @api_bp.alt_response(409, description="The clock is not paused")
 def resume(rma_number: str) -> Any:

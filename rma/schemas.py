@@ -2,6 +2,21 @@
 
 import marshmallow as ma
 
+from rma.numbers import ALPHABET, PREFIX
+
+_SYMBOL = f"[{ALPHABET}]"
+# Canonical (R7K4M9QX2V) or as printed (R7K4M-9QX2V). The last symbol is a check character,
+# which a pattern cannot express: the custom format `rma-number` says so.
+RMA_NUMBER_PATTERN = f"^{PREFIX}{_SYMBOL}{{4}}-?{_SYMBOL}{{5}}$"
+
+
+def rma_number_parameter(description: str) -> dict:
+    """The OpenAPI path parameter ``rma_number``: its format, and what the operation answers."""
+    return {"in": "path", "name": "rma_number", "required": True,
+            "description": "An RMA number, e.g. R7K4M9QX2V or R7K4M-9QX2V; " + description,
+            "schema": {"type": "string", "format": "rma-number",
+                       "pattern": RMA_NUMBER_PATTERN}}
+
 
 class RmaSchema(ma.Schema):
     rma_number = ma.fields.String()

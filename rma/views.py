@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, url_for
 from flask_login import current_user
 from flask_smorest import Blueprint
+from werkzeug.routing import BaseConverter
 
 from auth.access import roles_required
 from auth.roles import ADMIN, FINANCE, SUPPORT, WAREHOUSE
@@ -14,9 +15,32 @@ from common.errors import Conflict
 from rma import service
 from rma.numbers import format_rma_number
 from rma.presenter import label_data_for
-from rma.schemas import LabelBatchSchema, LabelBatchStatusSchema, LabelQuerySchema, RmaSchema
+from rma.schemas import (
+    LabelBatchSchema,
+    LabelBatchStatusSchema,
+    LabelQuerySchema,
+    RmaSchema,
+    rma_number_parameter,
+)
 
 api_bp = Blueprint("rmas", __name__, url_prefix="/api/v1/rmas", description="RMAs and labels")
+
+
+class RmaPathConverter(BaseConverter):
+    """Any path segment but ``label-batches``: that one names the batch collection, so that
+    ``/rmas/label-batches`` allows POST only (and says so in ``Allow``)."""
+
+    regex = r"(?!label-batches$)[^/]+"
+    part_isolating = True  # one segment, though the regex mentions "/"
+
+
+RMA_NUMBER = rma_number_parameter(
+    "its last symbol is a check character: a mistyped number is answered 422 with `outcome` "
+    "`bad_check_character`, an unknown one 404.")
+
+# Before the routes below are added: the converter must be known when they are bound.
+api_bp.record_once(lambda state: state.app.url_map.converters.setdefault("rma",
+                                                                        RmaPathConverter))
 
 PDF_RESPONSE = {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
 
@@ -29,8 +53,9 @@ def pdf_response(pdf: bytes, filename: str) -> Response:
     )
 
 
-@api_bp.route("/<string:rma_number>")
+@api_bp.route("/<rma:rma_number>")
 @roles_required(ADMIN, SUPPORT, WAREHOUSE, FINANCE)
+@api_bp.doc(parameters=[RMA_NUMBER])
 @api_bp.response(200, RmaSchema)
 def get_rma(rma_number: str) -> Any:
     """One RMA (422 for a mistyped check character, 404 when unknown)."""
@@ -48,10 +73,11 @@ def get_rma(rma_number: str) -> Any:
     }
 
 
-@api_bp.route("/<string:rma_number>/label.pdf")
+@api_bp.route("/<rma:rma_number>/label.pdf")
 @roles_required(ADMIN, SUPPORT, WAREHOUSE)
 @api_bp.arguments(LabelQuerySchema, location="query")
-@api_bp.doc(responses={"200": {"description": "The return label", **PDF_RESPONSE}})
+@api_bp.doc(parameters=[RMA_NUMBER],
+            responses={"200": {"description": "The return label", **PDF_RESPONSE}})
 def get_label(query: dict[str, Any], rma_number: str) -> Response:
     """The return label: 4x6 inch thermal (default), or A4/Letter with a packing slip."""
     rma = service.get_rma(rma_number)

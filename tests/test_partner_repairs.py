@@ -103,7 +103,7 @@ def test_illegal_transition_via_the_api(client, setup):
     response = patch(client, setup["mine"], number, "repaired", 1)
     assert response.status_code == 409
     assert response.json["allowed"] == ["received_at_partner"]
-    assert response.json["status"] == "in_transit"
+    assert response.json["current_status"] == "in_transit" and response.json["status"] == 409
 
 
 def test_stale_version_is_412_and_missing_if_match_is_428(client, setup):

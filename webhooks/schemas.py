@@ -2,6 +2,7 @@
 
 import marshmallow as ma
 
+from common.schemas import Pattern
 from webhooks.models import EVENT_TYPES
 
 
@@ -9,7 +10,11 @@ class SubscriptionCreateSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    url = ma.fields.String(required=True, validate=ma.validate.Length(min=8, max=500))
+    url = ma.fields.String(required=True, validate=[
+        ma.validate.Length(min=8, max=500),
+        # An absolute http(s) URL in printable ASCII, with a host and no user info.
+        Pattern(r"^https?://[A-Za-z0-9._~%!$&'()*+,;=-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?$"),
+    ], metadata={"description": "https:// (http:// too where the deployment allows it)"})
     events = ma.fields.List(ma.fields.String(validate=ma.validate.OneOf(EVENT_TYPES)),
                             required=True, validate=ma.validate.Length(min=1, max=20))
     partner_code = ma.fields.String(load_default=None, validate=ma.validate.Length(max=32))
