@@ -31,6 +31,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## make e2e: the four user journeys in headless Chromium; screenshots in artifacts/screenshots
+.PHONY: e2e
+e2e: $(STAMP)
+	$(BIN)/pytest -q tests/test_browser_customer.py tests/test_browser_warehouse.py \
+		tests/test_browser_partner.py tests/test_browser_finance.py
+
 ## make fuzz: schemathesis against /api/openapi.json, in-process; CI runs 25 cases per operation
 .PHONY: fuzz audit-deps
 FUZZ_MAX_EXAMPLES ?= 200

@@ -28,6 +28,7 @@ from common.models import UTCDateTime, utcnow
 log = logging.getLogger(__name__)
 
 _NEW_KEY = "aftercare.outbox.new"
+_COMMITTED_KEY = "aftercare.outbox.committed"  # committed, waiting for the transaction end
 
 
 @dataclass(frozen=True)
@@ -135,16 +136,27 @@ def _dispatches_to_rq() -> bool:
 
 def install_session_hooks() -> None:
     """Attach the outbox hooks to every SQLAlchemy session (idempotent)."""
-    if not event.contains(Session, "after_commit", _dispatch_after_commit):
-        event.listen(Session, "after_commit", _dispatch_after_commit)
+    if not event.contains(Session, "after_commit", _note_committed):
+        event.listen(Session, "after_commit", _note_committed)
+        event.listen(Session, "after_transaction_end", _dispatch_after_commit)
         event.listen(Session, "after_rollback", _forget)
 
 
-def _dispatch_after_commit(session: Session) -> None:
+def _note_committed(session: Session) -> None:
     queued = session.info.pop(_NEW_KEY, None)
-    if not queued:
+    if queued:
+        session.info[_COMMITTED_KEY] = [(q.id, q.job_name, q.kwargs) for q in queued]
+
+
+def _dispatch_after_commit(session: Session, transaction: Any) -> None:
+    # Dispatch once the committed transaction has ended and given its connection back to the
+    # pool: an inline job opens its own session, and doing that inside ``after_commit`` (while
+    # the request still holds its connection) deadlocks N concurrent requests on a pool of N.
+    if transaction.parent is not None:
         return
-    committed = [(q.id, q.job_name, q.kwargs) for q in queued]
+    committed = session.info.pop(_COMMITTED_KEY, None)
+    if not committed:
+        return
     try:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     except RuntimeError:
@@ -162,6 +174,7 @@ def _dispatch_after_commit(session: Session) -> None:
 
 def _forget(session: Session, *args: Any) -> None:
     session.info.pop(_NEW_KEY, None)
+    session.info.pop(_COMMITTED_KEY, None)
 
 
 def _unmark(app: Flask, ids: list[int]) -> None:
@@ -311,9 +324,12 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
         for row in rows:
             if row.dispatched_at is not None:
                 try:
-                    status = Job.fetch(row.rq_job_id, connection=conn).get_status()
+                    job = Job.fetch(row.rq_job_id, connection=conn)
+                    status = job.get_status()
                 except Exception:  # noqa: BLE001 - job expired from Redis or never arrived
                     status = None
+                if status == JobStatus.QUEUED and _orphaned(job, conn):
+                    status = None  # a worker took it off the queue and died before starting
                 # Alive jobs are left alone; failed ones wait in rq's failed registry for an
                 # operator (requeue there) rather than being retried here for ever.
                 settled = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
@@ -342,6 +358,16 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
                 raise
             enqueued += 1
         return enqueued
+
+
+def _orphaned(job: Any, conn: Any) -> bool:
+    """A job marked queued that is in no queue: lost between dequeue and start (SIGKILL)."""
+    from rq import Queue
+
+    try:
+        return Queue(job.origin, connection=conn).get_job_position(job.id) is None
+    except Exception:  # noqa: BLE001 - cannot tell: leave it alone
+        return False
 
 
 def run_pending_inline(app: Flask, *, limit: int = 500) -> int:

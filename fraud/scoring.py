@@ -36,6 +36,8 @@ MIN_CLAIMS = 30
 TESTABLE_P = 1e-3
 # Peer fit: partners this extreme on a signal are left out of its peer rates (then refit).
 PEER_EXCLUSION_P = 0.01
+# A product needs this many peer claims for its rate to leave extreme partners out.
+MIN_PEER_CLAIMS = 30
 # Honest partners are never assumed identical: at least this relative variance (10% sd).
 TAU2_FLOOR = 0.01
 HISTORY_MONTHS = 24
@@ -174,7 +176,7 @@ def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray
     count = claims.sum(axis=1)
     money = signal.kind == "money"
     if money:
-        second = stats.peer_rates(totals[signal.squares], totals["claims"], weights)
+        second = _peer_rates(signal, totals, weights, signal.squares)
         within = np.einsum("pst,s->pt", claims, np.maximum(second - rates ** 2, 0.0))
     partners, months = observed.shape
     best_p = np.ones(partners)
@@ -215,17 +217,32 @@ def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray
     return np.minimum(1.0, best_p * TREND_MONTHS), best_ratio, best_months
 
 
-def _peer_rates(signal: _Signal, totals: dict[str, np.ndarray],
-                weights: np.ndarray) -> np.ndarray:
-    """Peers' per-product rates; counted events get half an event of prior per product.
+def _peer_rates(signal: _Signal, totals: dict[str, np.ndarray], weights: np.ndarray,
+                measure: str | None = None) -> np.ndarray:
+    """Peers' per-product rates of ``measure`` (default: the signal's).
 
-    Without it a product on which no peer ever declared, say, a late DOA would expect zero,
-    and the partner with three of them could not be tested at all (Jeffreys-style smoothing).
+    Counted events get half an event of prior per product: without it a product on which no
+    peer ever declared, say, a late DOA would expect zero, and the partner with three could
+    not be tested at all (Jeffreys-style smoothing). Where leaving extreme partners out
+    leaves a product with fewer than MIN_PEER_CLAIMS claims, everyone's claims on it count:
+    the only shop repairing a product is then compared with itself on it, never with other
+    products' rates, so no flag can come from product mix alone.
     """
+    measure = measure or signal.numerator
+    everyone = np.ones_like(weights)
+    values, claims = totals[measure], totals["claims"]
+    peer_claims = (weights[:, None] * claims).sum(axis=0)
     if signal.kind == "money":
-        return stats.peer_rates(totals[signal.numerator], totals["claims"], weights)
-    events = (weights[:, None] * totals[signal.numerator]).sum(axis=0)
-    claims = (weights[:, None] * totals["claims"]).sum(axis=0)
+        fitted = stats.peer_rates(values, claims, weights)
+        fallback = stats.peer_rates(values, claims, everyone)
+    else:
+        fitted, fallback = (_smoothed(values, claims, w) for w in (weights, everyone))
+    return np.where(peer_claims >= MIN_PEER_CLAIMS, fitted, fallback)
+
+
+def _smoothed(events: np.ndarray, claims: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    events = (weights[:, None] * events).sum(axis=0)
+    claims = (weights[:, None] * claims).sum(axis=0)
     overall = (events.sum() + 0.5) / (claims.sum() + 1.0)
     return np.where(claims > 0, (events + 0.5) / (claims + 1.0), overall)
 
@@ -247,7 +264,7 @@ def _heterogeneity(signal: _Signal, totals: dict[str, np.ndarray],
     if signal.kind == "count":
         return stats.fit_relative_variance(observed[peers], expected[peers])
     # Money: usable by claim count, within variance from the peers' per-claim spread.
-    second = stats.peer_rates(totals[signal.squares], claims, weights)
+    second = _peer_rates(signal, totals, weights, signal.squares)
     within = claims @ np.maximum(second - rates ** 2, 0.0)
     scale = np.maximum(np.where(n > 0, expected / np.maximum(n, 1), 0.0), 1e-9)
     return stats.fit_relative_variance(observed[peers] / scale[peers], n[peers],
@@ -273,7 +290,7 @@ def _fit_and_test(signal: _Signal, totals: dict[str, np.ndarray],
         tails = [stats.negbinomial_tail(int(o), e, 1 / tau2)
                  for o, e in zip(observed, expected, strict=True)]
     else:
-        second = stats.peer_rates(totals[signal.squares], claims, weights)
+        second = _peer_rates(signal, totals, weights, signal.squares)
         within = claims @ np.maximum(second - rates ** 2, 0.0)
         tails = [stats.lognormal_ratio_tail(o, e, w, tau2)
                  for o, e, w in zip(observed, expected, within, strict=True)]

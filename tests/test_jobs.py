@@ -166,6 +166,25 @@ def test_relay_redispatches_a_job_whose_rq_entry_vanished(rq_app, database_url):
 
 
 @requires_redis
+def test_relay_redispatches_a_job_a_killed_worker_took_off_the_queue(rq_app, database_url):
+    from rq.job import Job, JobStatus
+
+    row = enqueue_job("audit.verify_chain")
+    db.session.commit()
+    connection = jobs.redis_connection(rq_app)
+    queue = jobs.queue_for(rq_app)
+    # What a SIGKILL between dequeue and start leaves: status queued, but in no queue.
+    connection.lrem(queue.key, 0, f"outbox-{row.id}")
+    assert Job.fetch(f"outbox-{row.id}", connection=connection).get_status() == JobStatus.QUEUED
+    db.session.execute(update(OutboxJob).where(OutboxJob.id == row.id)
+                       .values(dispatched_at=utcnow() - timedelta(hours=1)))
+    db.session.commit()
+    assert jobs.relay(rq_app) == 1
+    assert run_worker(rq_app, database_url).returncode == 0
+    assert checks() == 1
+
+
+@requires_redis
 def test_duplicate_delivery_runs_the_job_once_in_effect(rq_app, database_url):
     row = enqueue_job("audit.verify_chain")
     db.session.commit()

@@ -1,0 +1,1 @@
+"""Reliability proof: races on PostgreSQL and injected faults (``make races``, ``make faults``)."""
