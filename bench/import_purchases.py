@@ -150,8 +150,8 @@ def raw_postgres_insert(url: str, schema: str, rows: list[tuple[Any, ...]]) -> f
 
 
 @contextmanager
-def scratch_postgres_schema(url: str) -> Iterator[str]:
-    """A schema of its own for this run, dropped afterwards whatever happens."""
+def scratch_postgres_schema(url: str, *, keep: bool = False) -> Iterator[str]:
+    """A schema of its own for this run, dropped afterwards whatever happens (unless kept)."""
     from sqlalchemy import create_engine, text
 
     schema = f"bench_{uuid.uuid4().hex[:12]}"
@@ -161,8 +161,11 @@ def scratch_postgres_schema(url: str) -> Iterator[str]:
     try:
         yield schema
     finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if keep:
+            print(f"kept schema {schema}; drop it with DROP SCHEMA {schema} CASCADE")
+        else:
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any
 
 from catalog.faults import FAULT_CATEGORIES
@@ -17,6 +18,7 @@ _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _WHOLE = re.compile(r"^[+-]?\d{1,9}$")
 EARLIEST_DATE = date(1990, 1, 1)
+_MEMO_LIMIT = 100_000  # entries per memo of parsed values, so odd files cannot exhaust memory
 
 RowErrors = list[tuple[str, str]]
 
@@ -30,6 +32,10 @@ class ImportContext:
     part_numbers: set[str] = field(default_factory=set)
     # Sets other domains' kinds need (e.g. partner codes), loaded by registered loaders.
     extra: dict[str, set[str]] = field(default_factory=dict)
+    # What enrich hooks keep for the rest of one import (a catalog read once).
+    cache: dict[str, Any] = field(default_factory=dict)
+    # Valid dates already parsed in this import, by their text.
+    dates: dict[str, date] = field(default_factory=dict)
 
 
 def _text(
@@ -83,7 +89,20 @@ def _int(
 def _date(
     raw: Mapping[str, str], name: str, errors: RowErrors, ctx: ImportContext, *, required: bool
 ) -> date | None:
-    value = (raw.get(name) or "").strip()
+    value = raw.get(name) or ""
+    # A file repeats the same few thousand dates: parse (and check) each once per import.
+    parsed_before = ctx.dates.get(value)
+    if parsed_before is not None:
+        return parsed_before
+    parsed = _parse_date(value.strip(), name, errors, ctx, required=required)
+    if parsed is not None and len(ctx.dates) < _MEMO_LIMIT:
+        ctx.dates[value] = parsed
+    return parsed
+
+
+def _parse_date(
+    value: str, name: str, errors: RowErrors, ctx: ImportContext, *, required: bool
+) -> date | None:
     if not value:
         if required:
             errors.append((name, "is required"))
@@ -212,7 +231,14 @@ class KindRules:
     key: tuple[str, ...]
     validate: Callable[[Mapping[str, str], ImportContext], tuple[dict | None, RowErrors]]
 
+    def __post_init__(self) -> None:
+        # A million rows look their key up several times each: keep the getter ready.
+        getter = itemgetter(*self.key)
+        key_of = (lambda record: (getter(record),)) if len(self.key) == 1 else getter
+        object.__setattr__(self, "key_of", key_of)
+
     def key_of(self, record: Mapping[str, Any]) -> tuple:
+        """The record's natural key, e.g. ``("PH-1", "SN-1")`` for a purchase."""
         return tuple(record[name] for name in self.key)
 
 

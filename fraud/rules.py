@@ -115,6 +115,8 @@ def _serial_at_other_partner() -> Iterator[v.RuleHit]:
         .label("previous_partner"),
         func.lag(_h.completed_date).over(partition_by=_h.serial_number, order_by=order)
         .label("previous_completed"),
+    ).where(_h.serial_number.in_(  # only serials claimed more than once can overlap
+        select(_h.serial_number).group_by(_h.serial_number).having(func.count() > 1))
     ).subquery()
     query = select(ordered).where(and_(
         ordered.c.previous_partner.is_not(None),

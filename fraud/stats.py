@@ -134,12 +134,14 @@ def betabinomial_tail(observed: int, n: int, expected: float, concentration: flo
     if k == 0:
         return TailTest(1.0, float(obs), expected, _ratio(obs, expected), 1.0)
     pi = min(max(expected / k, _PI_CLIP), 1.0 - _PI_CLIP)
+    # The distributions' own methods, not frozen objects: freezing re-renders scipy's
+    # docstrings on every call, seconds per scoring run.
     if math.isinf(concentration):
-        dist = sps.binom(k, pi)
+        p, floor = sps.binom.sf(obs - 1, k, pi), sps.binom.pmf(k, k, pi)
     else:
-        dist = sps.betabinom(k, concentration * pi, concentration * (1.0 - pi))
-    p = _clip_p(dist.sf(obs - 1))
-    return TailTest(p, float(obs), expected, _ratio(obs, expected), _clip_p(dist.pmf(k)))
+        a, b = concentration * pi, concentration * (1.0 - pi)
+        p, floor = sps.betabinom.sf(obs - 1, k, a, b), sps.betabinom.pmf(k, k, a, b)
+    return TailTest(_clip_p(p), float(obs), expected, _ratio(obs, expected), _clip_p(floor))
 
 
 def negbinomial_tail(observed: int, expected: float, shape: float) -> TailTest:

@@ -19,7 +19,7 @@ from catalog.import_rules import (  # the shared row parsers
     _text,
     register_kind,
 )
-from catalog.importing import ImportReport, register_context, register_table
+from catalog.importing import register_context, register_table
 from common.extensions import db
 from fraud.facts import CatalogFacts, derive
 from partners.models import HistoricRepair, Partner
@@ -27,6 +27,8 @@ from partners.models import HistoricRepair, Partner
 _PARTS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._/-]*)\s*:\s*(\d{1,3})\s*$")
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
+_BOOLEAN = _TRUE | _FALSE
+_MEMO_LIMIT = 100_000  # distinct parts lists remembered per import
 
 
 def validate_partner(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | None, RowErrors]:
@@ -60,19 +62,9 @@ def validate_repair(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | 
     if received and completed and completed < received:
         errors.append(("completed_date", "is before received_date"))
     doa_raw = (raw.get("doa") or "").strip().lower()
-    if doa_raw not in _TRUE | _FALSE:
+    if doa_raw not in _BOOLEAN:
         errors.append(("doa", "must be true or false"))
-    parts = []
-    for item in filter(None, (p.strip() for p in (raw.get("parts") or "").split(";"))):
-        match = _PARTS.match(item)
-        if not match or int(match.group(2)) < 1:
-            errors.append(("parts", f"{item[:30]!r} is not PART:QTY"))
-            continue
-        number = match.group(1).upper()
-        if number not in ctx.part_numbers:
-            errors.append(("parts", f"unknown part {number}"))
-            continue
-        parts.append({"part_number": number, "quantity": int(match.group(2))})
+    parts = _parts(raw.get("parts") or "", errors, ctx)
     amount = _amount(raw.get("claimed_amount"), errors)
     rma = (raw.get("rma_number") or "").strip().upper() or None
     diagnosis = _text(raw, "diagnosis_code", errors, required=False, max_len=40)
@@ -85,6 +77,42 @@ def validate_repair(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | 
         "claimed_amount": amount, "diagnosis_code": diagnosis or None,
     }
     return (None, errors) if errors else (record, errors)
+
+
+def _parts(text: str, errors: RowErrors, ctx: ImportContext) -> list[dict]:
+    """``PART:QTY;PART:QTY`` as part lines; the same text recurs, so valid ones are kept.
+
+    Rows with the same text share one list: the import only reads it (derive, compare,
+    serialize), and serializing a shared list once per chunk is much of the saving.
+    """
+    memo = ctx.cache.setdefault("parts", {})
+    known = memo.get(text)
+    if known is None:
+        parsed = _parse_parts(text, errors, ctx.part_numbers)
+        if parsed is None:
+            return []
+        known = [{"part_number": number, "quantity": quantity} for number, quantity in parsed]
+        if len(memo) < _MEMO_LIMIT:
+            memo[text] = known
+    return known
+
+
+def _parse_parts(text: str, errors: RowErrors,
+                 part_numbers: set[str]) -> tuple[tuple[str, int], ...] | None:
+    parts, valid = [], True
+    for item in filter(None, (p.strip() for p in text.split(";"))):
+        match = _PARTS.match(item)
+        if not match or int(match.group(2)) < 1:
+            errors.append(("parts", f"{item[:30]!r} is not PART:QTY"))
+            valid = False
+            continue
+        number = match.group(1).upper()
+        if number not in part_numbers:
+            errors.append(("parts", f"unknown part {number}"))
+            valid = False
+            continue
+        parts.append((number, int(match.group(2))))
+    return tuple(parts) if valid else None
 
 
 def _amount(value: str | None, errors: RowErrors) -> Decimal | None:
@@ -102,9 +130,13 @@ def _amount(value: str | None, errors: RowErrors) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def _derive_facts(rows: list[dict], report: ImportReport) -> None:
+def _derive_facts(rows: list[dict], ctx: ImportContext) -> None:
     """Complete new rows with what fraud scoring counts (unregistered serials are kept)."""
-    derive(rows, CatalogFacts(current_app.config["DOA_REPLACEMENT_DAYS"]))
+    catalog = ctx.cache.get("catalog_facts")
+    if catalog is None:  # read once per import, not once per chunk
+        catalog = ctx.cache["catalog_facts"] = CatalogFacts(
+            current_app.config["DOA_REPLACEMENT_DAYS"])
+    derive(rows, catalog)
 
 
 register_kind(KindRules("partners", ("code", "name", "country"), ("contact_email", "sla_days"),

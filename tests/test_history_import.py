@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from audit.models import AuditEvent
+from catalog import importing
 from catalog.importing import run_import
 from common.extensions import db
 from partners.models import HistoricRepair, Partner
@@ -75,3 +77,68 @@ def test_reimporting_repairs_with_several_parts_changes_nothing(app):
                                                                  "BAT-1:1;MB-1:1")),
                        actor=TEST_ACTOR)
     assert (again.unchanged, again.updated) == (1, 0)
+
+
+def test_a_changed_repair_is_updated_audited_and_its_facts_recomputed(app):
+    load_catalog()
+    register_purchase("KNOWN-1")
+    run_import("partners", csv_bytes(PARTNERS, "FIXIT,Fix It AB,SE"), actor=TEST_ACTOR)
+    row = "FIXIT,KNOWN-1,PH-1,2025-03-01,2025-03-05,false,BAT-1:1,45,30.50"
+    run_import("repairs", csv_bytes(REPAIRS, row), actor=TEST_ACTOR)
+
+    again = run_import("repairs", csv_bytes(REPAIRS, row.replace("BAT-1:1,45,30.50",
+                                                                 "MB-1:1,45,150.50")),
+                       actor=TEST_ACTOR)
+
+    assert (again.inserted, again.updated, again.unchanged) == (0, 1, 0)
+    db.session.expire_all()
+    stored = db.session.scalars(select(HistoricRepair)).one()
+    assert stored.parts == [{"part_number": "MB-1", "quantity": 1}]
+    assert (stored.parts_cost, stored.claimed_amount) == (Decimal("120.00"), Decimal("150.50"))
+    [event] = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "historic_repair.updated"))
+    assert event.entity_id == "FIXIT/KNOWN-1/2025-03-01"
+    assert event.data["claimed_amount"] == {"before": "30.50", "after": "150.50"}
+
+
+def test_a_file_of_new_and_known_repairs_over_many_chunks_is_counted_exactly(app, monkeypatch):
+    # Small chunks and commits: the writer switches between looking keys up first (mostly
+    # known rows) and inserting first (mostly new rows) from one chunk to the next.
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(importing, "COMMIT_ROWS", 6)
+    load_catalog()
+    run_import("partners", csv_bytes(PARTNERS, "FIXIT,Fix It AB,SE"), actor=TEST_ACTOR)
+
+    def rows(serials, amount="45.00"):
+        return [f"FIXIT,S{n},PH-1,2025-03-01,2025-03-05,false,BAT-1:1,45,{amount}"
+                for n in serials]
+
+    first = run_import("repairs", csv_bytes(REPAIRS, *rows(range(0, 20, 2))), actor=TEST_ACTOR)
+    mixed = rows(range(0, 10, 2)) + rows(range(1, 20, 2)) + rows(range(10, 20, 2), "46.00")
+    second = run_import("repairs", csv_bytes(REPAIRS, *mixed), actor=TEST_ACTOR)
+
+    assert (first.inserted, first.rejected) == (10, 0)
+    assert (second.inserted, second.updated, second.unchanged) == (10, 5, 5)
+    amounts = dict(db.session.execute(
+        select(HistoricRepair.serial_number, HistoricRepair.claimed_amount)).all())
+    assert len(amounts) == 20
+    assert amounts["S12"] == Decimal("46.00") and amounts["S2"] == Decimal("45.00")
+
+
+def test_repairs_sharing_a_parts_text_each_keep_their_own_facts(app):
+    load_catalog()
+    register_purchase("A-1")
+    register_purchase("B-1", sku="TB-1")
+    run_import("partners", csv_bytes(PARTNERS, "FIXIT,Fix It AB,SE"), actor=TEST_ACTOR)
+
+    run_import("repairs", csv_bytes(
+        REPAIRS,
+        "FIXIT,A-1,PH-1,2025-03-01,2025-03-05,false,MB-1:1,45,150.00",
+        "FIXIT,B-1,TB-1,2025-03-01,2025-03-05,false,MB-1:1,45,150.00",
+    ), actor=TEST_ACTOR)
+
+    rows = {r.serial_number: r for r in db.session.scalars(select(HistoricRepair))}
+    assert rows["A-1"].parts == rows["B-1"].parts == [{"part_number": "MB-1", "quantity": 1}]
+    # The main board is in the phone's bill of materials, not the tablet's.
+    assert (rows["A-1"].outside_bom_parts, rows["B-1"].outside_bom_parts) == (0, 1)
+    assert rows["A-1"].parts_cost == rows["B-1"].parts_cost == Decimal("120.00")

@@ -340,3 +340,16 @@ def test_each_kinds_key_columns_are_required(kind):
 
     assert set(rules.key) <= set(rules.required)
     assert not set(rules.required) & set(rules.optional)
+
+
+def test_dates_remembered_within_an_import_give_the_same_results():
+    ctx = ImportContext(today=TODAY, skus={"PH-1"})
+    future = {**PURCHASE, "purchase_date": "2025-06-02"}
+
+    first, _ = validate_purchase(PURCHASE, ctx)
+    again, _ = validate_purchase(PURCHASE, ctx)
+    _, errors = validate_purchase(future, ctx)
+    _, errors_again = validate_purchase(future, ctx)
+
+    assert first["purchase_date"] == again["purchase_date"] == date(2025, 1, 15)
+    assert errors == errors_again == [("purchase_date", "is in the future")]

@@ -342,13 +342,13 @@ def test_a_row_another_import_inserted_meanwhile_is_treated_as_existing(app, mon
     insert_new_rows = importing._insert_ignoring_conflicts
     raced: list[dict] = []
 
-    def racing_insert(table, rules, rows):
+    def racing_insert(table, rules, rows, extra=None):
         # Another import commits SN-1 after this one looked for existing keys.
         if rows and not raced:
             raced.append(dict(rows[0], customer_email="old@example.com"))
             with db.engine.begin() as other:
                 other.execute(table.insert(), raced)
-        return insert_new_rows(table, rules, rows)
+        return insert_new_rows(table, rules, rows, extra)
 
     monkeypatch.setattr(importing, "_insert_ignoring_conflicts", racing_insert)
 

@@ -97,6 +97,9 @@ def upgrade():
         batch_op.add_column(sa.Column('outside_bom_parts', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('parts_not_returned', sa.Integer(), server_default='0', nullable=False))
         batch_op.create_index('ix_historic_repairs_serial_received', ['serial_number', 'received_date'], unique=False)
+        # Covers the scoring aggregate (fraud.facts.load_cube) and replaces (partner_code, sku).
+        batch_op.drop_index('ix_historic_repairs_partner_sku')
+        batch_op.create_index('ix_historic_repairs_cube', ['partner_code', 'sku', 'received_month', 'doa', 'late_doa', 'parts_quantity', 'parts_cost', 'premium_parts', 'labor_minutes', 'parts_not_returned', 'claimed_amount'], unique=False)
         batch_op.create_unique_constraint(batch_op.f('uq_historic_repairs_report_id'), ['report_id'])
         batch_op.create_foreign_key(batch_op.f('fk_historic_repairs_report_id_repair_reports'), 'repair_reports', ['report_id'], ['id'])
 
@@ -113,6 +116,8 @@ def downgrade():
     with op.batch_alter_table('historic_repairs', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_historic_repairs_report_id_repair_reports'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('uq_historic_repairs_report_id'), type_='unique')
+        batch_op.drop_index('ix_historic_repairs_cube')
+        batch_op.create_index('ix_historic_repairs_partner_sku', ['partner_code', 'sku'], unique=False)
         batch_op.drop_index('ix_historic_repairs_serial_received')
         batch_op.drop_column('parts_not_returned')
         batch_op.drop_column('outside_bom_parts')
