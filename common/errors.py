@@ -229,10 +229,21 @@ NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # SQLSTATE
 
 
 def handle_data_error(error: DataError) -> Any:
-    """PostgreSQL's "integer out of range" is the OverflowError of SQLite: bad input, a 422.
+    """PostgreSQL's "integer out of range" is the OverflowError of SQLite: bad input, a 422;
+    so is text with a NUL character, which PostgreSQL cannot store.
 
     Any other data error is ours, and stays a server error.
     """
+    if "cannot contain NUL" in str(error.orig):
+        # psycopg refuses NUL characters in text before they reach PostgreSQL.
+        from common.extensions import db
+
+        db.session.rollback()
+        message = "Text in the request contains a NUL character."
+        if not wants_json():
+            return _html_error(422, "Invalid input", message)
+        return problem_response(422, title="Invalid input", type_="validation-error",
+                                detail=message)
     if getattr(error.orig, "sqlstate", None) != NUMERIC_VALUE_OUT_OF_RANGE:
         raise error
     return handle_overflow(error)

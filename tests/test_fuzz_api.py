@@ -445,3 +445,10 @@ def _report(world: World, config: pytest.Config) -> None:
         reporter.write_line("\nfuzz: " + json.dumps(figures))
         for failure, count in world.failures.most_common():
             reporter.write_line(f"fuzz failure x{count}: {failure}")
+
+
+def test_text_with_a_nul_character_is_never_a_500(client):
+    # PostgreSQL cannot store NUL in text (psycopg refuses it); SQLite stores it.
+    response = client.post("/api/v1/claims", headers=bearer(staff_token("admin")),
+                           json=claim_body("NUL1", description="broken\u0000screen"))
+    assert response.status_code in (201, 422), response.json
