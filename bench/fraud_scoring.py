@@ -323,40 +323,6 @@ def _profiled(name: str, function: Callable[[], Any], enabled: bool) -> Any:
     return result
 
 
-SERIAL_AT_OTHER_PARTNER = "serial_at_other_partner"
-
-
-def _overlap_on_repeated_serials():
-    """fraud.rules' serial-at-other-partner rule, with its window over repeated serials only.
-
-    The change proposed for fraud/rules.py: the same hits, but the window function no longer
-    reads (and on SQLite looks up, row by row) every claim of the history.
-    """
-    from sqlalchemy import and_, func, select
-
-    from fraud import rules
-
-    h = rules._h
-    repeated = select(h.serial_number).group_by(h.serial_number).having(func.count() > 1)
-    order = (h.received_date, h.id)
-    ordered = select(
-        h.id, h.report_id, h.partner_code, h.serial_number, h.sku, h.claimed_amount,
-        h.received_date,
-        func.lag(h.partner_code).over(partition_by=h.serial_number, order_by=order)
-        .label("previous_partner"),
-        func.lag(h.completed_date).over(partition_by=h.serial_number, order_by=order)
-        .label("previous_completed"),
-    ).where(h.serial_number.in_(repeated)).subquery()
-    query = select(ordered).where(and_(
-        ordered.c.previous_partner.is_not(None),
-        ordered.c.previous_partner != ordered.c.partner_code,
-        ordered.c.previous_completed >= ordered.c.received_date,
-    ))
-    return rules._history_hits(
-        SERIAL_AT_OTHER_PARTNER, query,
-        lambda r: (f"serial {r.serial_number} was still in repair at partner "
-                   f"{r.previous_partner} (until {r.previous_completed}) when this claim says "
-                   f"it was received on {r.received_date}"))
 
 
 def measure(app: Flask, world: World, *, profile: bool) -> list[tuple[str, float, str]]:
@@ -431,19 +397,6 @@ def measure(app: Flask, world: World, *, profile: bool) -> list[tuple[str, float
         for name, rule in rules.RULES.items():
             seconds, found = _median(lambda rule=rule: list(rule()))
             lines.append((f"  {name}", seconds, f"{len(found):,} hits"))
-        proposed = _overlap_on_repeated_serials
-        seconds, found = _median(lambda: list(proposed()))
-        lines.append(("  serial_at_other_partner, proposed", seconds,
-                      f"{len(found):,} hits; only serials claimed twice (see below)"))
-        as_is = rules.RULES[SERIAL_AT_OTHER_PARTNER]
-        rules.RULES[SERIAL_AT_OTHER_PARTNER] = proposed
-        try:
-            started = time.perf_counter()
-            third = score_all(actor=actor)
-            lines.append(("score_all, proposed overlap rule", time.perf_counter() - started,
-                          f"rescore, {third.rule_hits:,} rule hits"))
-        finally:
-            rules.RULES[SERIAL_AT_OTHER_PARTNER] = as_is
         seconds, groups = _median(lambda: db.session.execute(text(BARE_GROUP_BY)).all())
         lines.append(("bare GROUP BY partner, sku", seconds, f"{len(groups):,} groups"))
         # Last: writing a million rows again disturbs what is read after it (WAL, autovacuum).
