@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, select, update
+from sqlalchemy.exc import IntegrityError
 
 from audit.service import record_event
 from catalog.models import BomLine, Part, Product
@@ -71,7 +72,16 @@ def submit_report(*, rma_number: str, partner_id: int, diagnosis_code: str, doa:
         replacement_serial=(replacement_serial or "").strip().upper() or None,
     )
     db.session.add(report)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # A concurrent submission (a double click) filed it between our check and here: the
+        # same 409 as a later duplicate, not a 500.
+        repair_id = report.repair_id
+        db.session.rollback()
+        if db.session.scalar(select(RepairReport.id).where(RepairReport.repair_id == repair_id)):
+            raise Conflict(f"a report for {rma_number} was already submitted") from None
+        raise
     today = utcnow().date()
     for line in check.lines:
         days = catalog[line.part_number].core_return_days
