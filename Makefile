@@ -99,3 +99,20 @@ faults: $(STAMP)
 		|| psql "$(dir $(RELIABILITY_DATABASE_URL))postgres" -c "CREATE DATABASE $(RELIABILITY_DB)"
 	TEST_DATABASE_URL=$(RELIABILITY_DATABASE_URL) FAULT_ROUNDS=$(FAULT_ROUNDS) \
 		AFTERCARE_FORBID_SKIPS=1 $(BIN)/pytest -q tests/reliability/test_faults.py $(PYTEST_ARGS)
+
+# --- load: a mixed workload on the production stack (bench/load.py, docs/reliability.md) -------
+.PHONY: load
+LOAD_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/aftercare_load
+LOAD_REDIS_URL ?= redis://127.0.0.1:6379/13
+LOAD_SECONDS ?= 60
+LOAD_USERS ?= 16
+LOAD_WORKERS ?= 2
+LOAD_RQ_WORKERS ?= 2
+
+## make load: LOAD_USERS virtual users for LOAD_SECONDS against gunicorn + PostgreSQL + Redis +
+## rq workers + relay on loopback, then every answer checked against the rows (LOAD_REPORT=file)
+load: $(STAMP)
+	$(BIN)/python -m bench.load --database-url $(LOAD_DATABASE_URL) \
+		--redis-url $(LOAD_REDIS_URL) --seconds $(LOAD_SECONDS) --users $(LOAD_USERS) \
+		--workers $(LOAD_WORKERS) --rq-workers $(LOAD_RQ_WORKERS) \
+		$(if $(LOAD_REPORT),--json $(LOAD_REPORT)) $(LOAD_ARGS)
