@@ -31,8 +31,10 @@ api_bp = Blueprint("identity", __name__, url_prefix="/api/v1", description="User
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site relative paths: never an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Only same-site relative paths: never an open redirect. Browsers drop tab, CR and LF from
+    # URLs ("/\t/evil.example" becomes "//evil.example"), and CR/LF would split the header.
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target)):
         return target
     return url_for("core.index")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from flask import Response
@@ -14,7 +16,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_cell(value: Any) -> str:
-    """Text for one cell; a leading = + - @ (a formula to Excel) is neutralised with a quote."""
+    """Text for one cell; a leading = + - @ tab or CR (a formula to Excel) is neutralised with a
+    quote. Numbers stay numbers: a chargeback of -20.50 must reach accounting as an amount."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -22,9 +25,23 @@ def safe_cell(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     text = str(value)
+    if _finite_number(value):
+        return text
     if text.startswith(_FORMULA_START):
         return "'" + text
     return text
+
+
+def _finite_number(value: Any) -> bool:
+    # Only values the app typed as numbers: text that merely looks like one ("-2+3", "-1") is
+    # still quoted. bool is an int but prints as a word; infinities and NaN are no amounts.
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, Decimal):
+        return value.is_finite()
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int)
 
 
 def csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) -> Response:

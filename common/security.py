@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request, url_for
 
 from common.actors import current_request_id
 
@@ -18,6 +20,16 @@ DEFAULT_CSP = (
 )
 
 
+# Endpoints whose bodies may exceed MAX_CONTENT_LENGTH, with the config key of their own limit.
+BODY_LIMITS = {
+    "claims_pages.new_claim": "CLAIM_FORM_MAX_BYTES",  # the claim form carries photos
+    "catalog.import_csv": "IMPORT_MAX_BYTES",
+}
+
+# What browsers drop from the start of a URL (C0 controls and space).
+_URL_LEADING_JUNK = "".join(chr(code) for code in range(0x21))
+
+
 def _docs_csp(cdn: str) -> str:
     origin = re.match(r"^(https?://[^/]+)", cdn)
     source = origin.group(1) if origin else ""
@@ -28,8 +40,28 @@ def _docs_csp(cdn: str) -> str:
     )
 
 
+def leaves_site(location: str, host: str) -> bool:
+    """Whether a browser would follow ``location`` to another site (or a script URL)."""
+    # Read it as a browser does: leading controls dropped, tabs and newlines removed
+    # (urlsplit does that too), a backslash taken for a slash: "/\t/evil" is "//evil".
+    try:
+        target = urlsplit(location.lstrip(_URL_LEADING_JUNK).replace("\\", "/"))
+    except ValueError:  # e.g. an unclosed "[" IPv6 host: nothing to send a browser to
+        return True
+    return bool(target.scheme or target.netloc) and target.netloc != host
+
+
 def register_request_hooks(app: Flask) -> None:
     """Assign a request id (honouring a sane ``X-Request-ID``) and set security headers."""
+
+    @app.url_value_preprocessor
+    def apply_body_limit(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        # URL value preprocessors run before every before_request hook. The CSRF check is such
+        # a hook and parses the form, so a limit set later, in the view, would come too late:
+        # the app-wide MAX_CONTENT_LENGTH would already have refused a form with photos.
+        key = BODY_LIMITS.get(endpoint or "")
+        if key:
+            request.max_content_length = current_app.config[key]
 
     @app.before_request
     def assign_request_id() -> None:
@@ -63,4 +95,8 @@ def register_request_hooks(app: Flask) -> None:
             headers.setdefault("Strict-Transport-Security", hsts)
         if request.path.startswith("/api/") or "Set-Cookie" in headers:
             headers.setdefault("Cache-Control", "no-store")
+        # Redirects never leave the site, whatever a ``next`` parameter slipped through.
+        location = headers.get("Location")
+        if location and leaves_site(location, request.host):
+            headers["Location"] = url_for("core.index")
         return response

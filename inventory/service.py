@@ -31,6 +31,7 @@ from rma.numbers import looks_like_rma, normalize_rma_input, parse_rma_number
 # (a supplier, a repair that consumed the part, the scrap bin, the vendor).
 TRACKED_PREFIXES = ("warehouse:", "partner:")
 MAX_CODE = 128
+MAX_SERIAL = 64  # the serial columns' width; PostgreSQL refuses longer text (SQLite keeps it)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ def record_scan(
     serial = serial_number.strip().upper() if serial_number and serial_number.strip() else None
     if grade is not None and grade not in GRADES:
         raise ValidationFailed("unknown grade", errors={"grade": [f"one of {', '.join(GRADES)}"]})
+    if serial is not None and len(serial) > MAX_SERIAL:
+        # The station's input takes whatever a scanner reads, a long 2D code included.
+        raise ValidationFailed(f"a serial number has at most {MAX_SERIAL} characters",
+                               errors={"serial_number": [f"at most {MAX_SERIAL} characters"]})
     result = _interpret(raw, serial, grade, station, notes, actor)
     db.session.add(Scan(
         code=raw[:MAX_CODE], outcome=result.outcome, rma_number=result.rma_number,

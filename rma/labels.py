@@ -162,6 +162,12 @@ def font_files(dirs: Sequence[Path] = FONT_DIRS) -> tuple[Path, Path]:
     return bundled / "Vera.ttf", bundled / "VeraBd.ttf"
 
 
+def register_fonts() -> tuple[str, str]:
+    """Register the label fonts (once) for other documents; returns (regular, bold) names."""
+    _register_fonts()
+    return REGULAR, BOLD
+
+
 @functools.cache
 def _register_fonts() -> None:
     # Registered on first use, not at import: reading the font files takes milliseconds.
