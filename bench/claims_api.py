@@ -19,8 +19,9 @@ The bare endpoint (``bench.bare_insert_app``): Flask + Flask-SQLAlchemy, one JSO
 INSERT, 201. SQLite: a fresh WAL file of its own; PostgreSQL: its own table in the same database.
 
 Databases: ``sqlite`` uses fresh files in a temporary folder; ``postgresql`` creates the database
-``aftercare_bench`` on ``--pg-server`` (dropping any previous one of that name) and drops it at the
-end. After the runs the claims, RMAs, outbox rows and rq jobs are counted against the 201s.
+``aftercare_bench`` (or ``--pg-database``) on ``--pg-server`` (dropping any previous one of that
+name) and drops it at the end. After the runs the claims, RMAs, outbox rows and rq jobs are
+counted against the 201s.
 
 ``--profile N`` then files N more claims in-process through the Flask test client (same database,
 same Redis, same code path less gunicorn and HTTP) under cProfile and prints the hotspots
@@ -361,7 +362,7 @@ def psql(server: str, sql: str) -> None:
 
 
 @contextmanager
-def database(kind: str, pg_server: str) -> Iterator[Setup]:
+def database(kind: str, pg_server: str, pg_database: str = PG_DATABASE) -> Iterator[Setup]:
     with tempfile.TemporaryDirectory(prefix="aftercare-bench-") as tmp:
         workdir = Path(tmp)
         if kind == "sqlite":
@@ -372,13 +373,13 @@ def database(kind: str, pg_server: str) -> Iterator[Setup]:
                 workdir,
             )
             return
-        url = f"{pg_server.rstrip('/')}/{PG_DATABASE}"
-        psql(pg_server, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        psql(pg_server, f"CREATE DATABASE {PG_DATABASE}")
+        url = f"{pg_server.rstrip('/')}/{pg_database}"
+        psql(pg_server, f"DROP DATABASE IF EXISTS {pg_database} WITH (FORCE)")
+        psql(pg_server, f"CREATE DATABASE {pg_database}")
         try:
             yield Setup(kind, url, url, workdir)
         finally:
-            psql(pg_server, f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+            psql(pg_server, f"DROP DATABASE IF EXISTS {pg_database} WITH (FORCE)")
 
 
 def server_env(setup: Setup, redis_url: str) -> dict[str, str]:
@@ -620,6 +621,11 @@ def main(argv: list[str] | None = None) -> int:
         help="PostgreSQL server URL without a database name",
     )
     parser.add_argument(
+        "--pg-database",
+        default=PG_DATABASE,
+        help="database this run creates and drops on --pg-server",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -631,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     ok = True
-    with database(args.database, args.pg_server) as setup:
+    with database(args.database, args.pg_server, args.pg_database) as setup:
         env = server_env(setup, args.redis_url)
         label = "SQLite (WAL)" if setup.kind == "sqlite" else "PostgreSQL"
         print(

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from audit.service import record_event
 from catalog.models import Product, Purchase
@@ -32,9 +33,10 @@ from common.models import utcnow
 from common.tokens import secret_hash
 from inventory.service import expect_unit
 from messaging.service import queue_message
+from rma import service as rma_service
 from rma.models import Rma
 from rma.numbers import ALPHABET
-from rma.service import issue_rma
+from rma.service import IssuedRma, issue_rma
 from webhooks.service import publish, publish_many
 
 
@@ -72,16 +74,39 @@ class IdempotencyRequest:
 
 @dataclass
 class FiledClaim:
-    claim: Claim
+    """What filing did. A claim created just now is only loaded when ``claim`` is read."""
+
+    claim_id: int
     created: bool
     tracking_token: str | None = None
     replayed: IdempotencyRecord | None = None
     rma_number: str | None = None
     # Plain values captured before the commit, so answering needs no reload of the claim.
     snapshot: dict[str, Any] = field(default_factory=dict)
+    loaded: Claim | None = field(default=None, repr=False)
+
+    @property
+    def claim(self) -> Claim:
+        if self.loaded is None:
+            self.loaded = db.session.get(Claim, self.claim_id)
+        return self.loaded
 
     def value(self, name: str) -> Any:
         return self.snapshot[name] if name in self.snapshot else getattr(self.claim, name)
+
+
+@dataclass(frozen=True)
+class _NewClaim:
+    """The columns of a claim being filed that the rest of filing reads (no ORM object)."""
+
+    id: int
+    claim_number: str
+    serial_number: str
+    sku: str | None
+    email: str
+    language: str
+    remedy: str | None
+    reasons: list[dict[str, Any]]
 
 
 def new_claim_number() -> str:
@@ -131,7 +156,7 @@ def file_claim(
             existing = open_claim_for_serial(serial)
             if existing is not None:
                 if existing.email == email:
-                    return FiledClaim(existing, created=False)
+                    return FiledClaim(existing.id, created=False, loaded=existing)
                 # Someone else's open claim: answer as if the serial were unknown to them.
                 continue
             # Otherwise a random number collided: try again with fresh ones.
@@ -151,21 +176,21 @@ def _record_claim(
     source: str,
     idempotency: IdempotencyRequest | None,
 ) -> FiledClaim:
-    purchase = _matching_purchase(serial, email)
-    earlier = db.session.connection().execute(_CLAIMS_FOR_SERIAL, {"serial": serial}).all()
+    rows = db.session.connection().execute(_FILING_FACTS, {"serial": serial}).all()
+    # The serial's purchase by this email (else any, for the mismatch rule), or None.
+    purchase = next((row for row in rows if row.customer_email == email),
+                    rows[0] if rows else None)
     decision = rules.decide(
         rules.ClaimFacts(serial, email, data.fault_category, filed_on, data.dead_on_arrival,
                          data.requested_remedy),
         _purchase_facts(purchase),
         _product_terms(purchase, settings),
-        previous_claims=sum(1 for c in earlier if c.status in ("approved", "closed")),
+        previous_claims=purchase.previous_claims if purchase else 0,
     )
     hold_serial = decision.status != rules.REJECTED
-    existing = next((c for c in earlier if c.open_serial is not None), None) \
-        if hold_serial else None
-    if existing is not None:
-        if existing.email == email:
-            return FiledClaim(db.session.get(Claim, existing.id), created=False)
+    if hold_serial and purchase.open_claim_id is not None:
+        if purchase.open_claim_email == email:
+            return FiledClaim(purchase.open_claim_id, created=False)
         # The same serial under another SKU and customer: rare and odd, so a person decides.
         hold_serial = False
         decision = rules.Decision(
@@ -173,85 +198,105 @@ def _record_claim(
             remedy=decision.remedy, warranty_ends_on=decision.warranty_ends_on,
         )
     token = secrets.token_urlsafe(24)  # 192 bits
-    claim = Claim(
-        claim_number=new_claim_number(),
-        purchase_id=purchase.id if purchase else None,
-        serial_number=serial,
-        sku=purchase.sku if purchase else None,
-        email=email,
-        customer_name=data.customer_name or (purchase.customer_name if purchase else None),
-        fault_category=data.fault_category,
-        description=data.description,
-        dead_on_arrival=data.dead_on_arrival,
-        requested_remedy=data.requested_remedy,
-        remedy=decision.remedy,
-        return_address=dict(data.return_address),
-        language=data.language,
-        status=decision.status,
-        reasons=[reason.as_dict() for reason in decision.reasons],
-        open_serial=serial if hold_serial else None,
-        source=source,
-        tracking_token_hash=secret_hash(token),
-        warranty_ends_on=decision.warranty_ends_on,
-        decided_at=utcnow(),
-        decided_by="rules",
-    )
-    db.session.add(claim)
-    db.session.flush()
+    values = {
+        "claim_number": new_claim_number(),
+        "purchase_id": purchase.id if purchase else None,
+        "serial_number": serial,
+        "sku": purchase.sku if purchase else None,
+        "email": email,
+        "customer_name": data.customer_name or (purchase.customer_name if purchase else None),
+        "fault_category": data.fault_category,
+        "description": data.description,
+        "dead_on_arrival": data.dead_on_arrival,
+        "requested_remedy": data.requested_remedy,
+        "remedy": decision.remedy,
+        "return_address": dict(data.return_address),
+        "language": data.language,
+        "status": decision.status,
+        "reasons": [reason.as_dict() for reason in decision.reasons],
+        "open_serial": serial if hold_serial else None,
+        "source": source,
+        "tracking_token_hash": secret_hash(token),
+        "warranty_ends_on": decision.warranty_ends_on,
+        "decided_at": utcnow(),
+        "decided_by": "rules",
+    }
+    approved = decision.status == rules.APPROVED
+    # Drawn now (through the module, which tests may patch) so the events below can name it.
+    rma_number = rma_service.new_rma_number() if approved else None
+    # Every read comes before the first write: on SQLite that write takes the database's write
+    # lock until the commit. The webhook events only need the numbers drawn above, so they are
+    # queued (reading the subscriptions) before the claim row exists, in the same transaction.
+    if approved:
+        publish_many(_approval_events(claim_number=values["claim_number"], sku=values["sku"],
+                                      serial_number=serial, rma_number=rma_number,
+                                      remedy=values["remedy"] or "repair"))
+    elif decision.status == rules.REJECTED:
+        _publish_rejection(claim_number=values["claim_number"], sku=values["sku"],
+                           serial_number=serial, reasons=values["reasons"])
+    claim_id = db.session.connection().execute(_INSERT_CLAIM, values).scalar_one()
+    claim = _NewClaim(claim_id, values["claim_number"], serial, values["sku"], email,
+                      data.language, values["remedy"], values["reasons"])
     for photo in photos:
         written.append(_store_photo(claim, photo, settings))
     record_event(
         entity_type="claim", entity_id=claim.claim_number, action="claim.filed", actor=actor,
-        data={"serial_number": serial, "sku": claim.sku, "fault_category": claim.fault_category,
-              "status": claim.status, "reasons": list(decision.codes), "remedy": claim.remedy,
+        data={"serial_number": serial, "sku": claim.sku, "fault_category": data.fault_category,
+              "status": decision.status, "reasons": list(decision.codes), "remedy": claim.remedy,
               "photos": len(photos), "source": source},
     )
     link = tracking_url(settings, token)
-    rma_number = None
-    if decision.status == rules.APPROVED:
-        rma_number = _approve(claim, actor=actor, link=link, filing=True).rma_number
+    if approved:
+        _approve(claim, actor=actor, link=link, filing=True, rma_number=rma_number)
     else:
         step = "needs_review" if decision.status == rules.NEEDS_REVIEW else "rejected"
         add_timeline_entries(claim, [("filed", None), (step, None)])
         _notify(claim, "claim_in_review" if step == "needs_review" else "claim_rejected", actor,
                 link=link)
-        if step == "rejected":
-            _publish_rejection(claim)
     if idempotency is not None:
-        db.session.add(IdempotencyRecord(scope=idempotency.scope, key=idempotency.key,
-                                         fingerprint=idempotency.fingerprint, claim_id=claim.id))
-    snapshot = {name: getattr(claim, name)
+        db.session.connection().execute(_INSERT_IDEMPOTENCY, {
+            "scope": idempotency.scope, "key": idempotency.key,
+            "fingerprint": idempotency.fingerprint, "claim_id": claim_id,
+        })
+    snapshot = {name: values[name]
                 for name in ("claim_number", "status", "reasons", "remedy", "language")}
-    return FiledClaim(claim, created=True, tracking_token=token, rma_number=rma_number,
+    return FiledClaim(claim_id, created=True, tracking_token=token, rma_number=rma_number,
                       snapshot=snapshot)
 
 
-def _approve(claim: Claim, *, actor: Actor, link: str | None, filing: bool = False) -> Rma:
+def _approve(claim: Claim | _NewClaim, *, actor: Actor, link: str | None, filing: bool = False,
+             rma_number: str | None = None) -> IssuedRma:
     """Issue the RMA, expect the unit back and tell the customer (caller's transaction).
 
     ``filing``: the claim is being filed right now, so its "filed" step leads the timeline.
+    The caller publishes the webhook events (``_approval_events``).
     """
     rma = issue_rma(claim_id=claim.id, claim_number=claim.claim_number,
-                    remedy=claim.remedy or "repair", actor=actor)
+                    remedy=claim.remedy or "repair", actor=actor, rma_number=rma_number)
     expect_unit(rma_id=rma.id, serial_number=claim.serial_number, sku=claim.sku, actor=actor)
     steps: list[tuple[str, Mapping[str, Any] | None]] = [("filed", None)] if filing else []
     steps += [("approved", None), ("rma_issued", {"rma_number": rma.rma_number})]
     add_timeline_entries(claim, steps)
     enqueue_job("rma.prepare_label", rma_id=rma.id)
     _notify(claim, "claim_approved", actor, link=link, rma_number=rma.rma_number)
-    event = {"claim_number": claim.claim_number, "rma_number": rma.rma_number,
-             "sku": claim.sku, "serial_number": claim.serial_number, "remedy": rma.remedy}
-    publish_many([("claim.approved", event), ("rma.issued", event)])
     return rma
 
 
-def _publish_rejection(claim: Claim) -> None:
-    publish("claim.rejected", {"claim_number": claim.claim_number, "sku": claim.sku,
-                               "serial_number": claim.serial_number,
-                               "reasons": [r["code"] for r in claim.reasons]})
+def _approval_events(*, claim_number: str, sku: str | None, serial_number: str,
+                     rma_number: str, remedy: str) -> list[tuple[str, dict[str, Any]]]:
+    event = {"claim_number": claim_number, "rma_number": rma_number, "sku": sku,
+             "serial_number": serial_number, "remedy": remedy}
+    return [("claim.approved", event), ("rma.issued", event)]
 
 
-def _notify(claim: Claim, kind: str, actor: Actor, *, link: str | None = None,
+def _publish_rejection(*, claim_number: str, sku: str | None, serial_number: str,
+                       reasons: Sequence[Mapping[str, Any]]) -> None:
+    publish("claim.rejected", {"claim_number": claim_number, "sku": sku,
+                               "serial_number": serial_number,
+                               "reasons": [r["code"] for r in reasons]})
+
+
+def _notify(claim: Claim | _NewClaim, kind: str, actor: Actor, *, link: str | None = None,
             **params: Any) -> None:
     queue_message(
         recipient=claim.email, kind=kind, language=claim.language, actor=actor,
@@ -275,7 +320,7 @@ def _clean_photos(photos: Sequence[bytes]) -> list:
     return cleaned
 
 
-def _store_photo(claim: Claim, photo: Any, settings: ClaimSettings) -> str:
+def _store_photo(claim: _NewClaim, photo: Any, settings: ClaimSettings) -> str:
     stored_name = f"{uuid.uuid4().hex}.{photo.extension}"
     directory = os.path.join(settings.upload_dir, "claims", claim.claim_number)
     os.makedirs(directory, exist_ok=True)
@@ -295,29 +340,28 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-# Filing reads plain columns through statements built once: building a statement costs more
-# than running it, and nothing here needs mapped objects.
-_PURCHASE_WITH_TERMS = (
+# Filing reads and writes plain columns through statements built once: building a statement
+# costs more than running it, and nothing here needs mapped objects.
+_OpenClaim = aliased(Claim, name="open_claims")
+_FILING_FACTS = (
+    # One row per purchase of the serial: its columns, its product's terms (``_product_terms``
+    # reads them), how many of the serial's claims were approved or closed, and the serial's
+    # open claim if any (``open_serial`` is unique, so the join adds no rows).
     select(Purchase.id, Purchase.serial_number, Purchase.sku, Purchase.purchase_date,
            Purchase.customer_email, Purchase.customer_name, Product.warranty_months,
            Product.extended_warranty_months, Product.exclusions, Product.released_on,
-           Product.doa_days, Product.review_after_claims)
+           Product.doa_days, Product.review_after_claims,
+           select(func.count(Claim.id))
+           .where(Claim.serial_number == bindparam("serial"),
+                  Claim.status.in_(("approved", "closed")))
+           .scalar_subquery().label("previous_claims"),
+           _OpenClaim.id.label("open_claim_id"), _OpenClaim.email.label("open_claim_email"))
     .join_from(Purchase, Product, Product.sku == Purchase.sku)
+    .outerjoin(_OpenClaim, _OpenClaim.open_serial == Purchase.serial_number)
     .where(Purchase.serial_number == bindparam("serial"))
 )
-_CLAIMS_FOR_SERIAL = (
-    select(Claim.id, Claim.status, Claim.open_serial, Claim.email)
-    .where(Claim.serial_number == bindparam("serial"))
-)
-
-
-def _matching_purchase(serial: str, email: str) -> Any:
-    """The serial's purchase by this email (else any, for the mismatch rule), or None.
-
-    One row: the purchase's columns and its product's terms (``_product_terms`` reads them).
-    """
-    rows = db.session.connection().execute(_PURCHASE_WITH_TERMS, {"serial": serial}).all()
-    return next((row for row in rows if row.customer_email == email), rows[0] if rows else None)
+_INSERT_CLAIM = Claim.__table__.insert().returning(Claim.__table__.c.id)
+_INSERT_IDEMPOTENCY = IdempotencyRecord.__table__.insert()
 
 
 def _purchase_facts(purchase: Any) -> rules.PurchaseFacts | None:
@@ -352,7 +396,7 @@ def _replay(idempotency: IdempotencyRequest) -> FiledClaim | None:
             "this Idempotency-Key was used with a different request body",
             errors={"Idempotency-Key": ["already used for a different request"]},
         )
-    return FiledClaim(db.session.get(Claim, record.claim_id), created=False, replayed=record)
+    return FiledClaim(record.claim_id, created=False, replayed=record)
 
 
 def remember_response(record_scope: str, key: str, status: int, body: Mapping[str, Any]) -> None:
@@ -504,11 +548,15 @@ def review_claim(*, claim_number: str, approve: bool, note: str, actor: Actor,
                  data={"before": {"status": "needs_review"},
                        "after": {"status": new_status, "remedy": claim.remedy}})
     if approve:
-        _approve(claim, actor=actor, link=None)
+        rma = _approve(claim, actor=actor, link=None)
+        publish_many(_approval_events(claim_number=claim.claim_number, sku=claim.sku,
+                                      serial_number=claim.serial_number,
+                                      rma_number=rma.rma_number, remedy=rma.remedy))
     else:
         add_timeline_entry(claim, "rejected")
         _notify(claim, "claim_rejected", actor)
-        _publish_rejection(claim)
+        _publish_rejection(claim_number=claim.claim_number, sku=claim.sku,
+                           serial_number=claim.serial_number, reasons=claim.reasons)
     db.session.commit()
     return claim
 

@@ -89,9 +89,10 @@ def file_claim(data: dict[str, Any]) -> Any:
     if filed.replayed is not None and filed.replayed.response_body is not None:
         return filed.replayed.response_body, filed.replayed.response_status
     status = 201 if filed.created else 200
-    body = FILED_SCHEMA.dump(filed_response(filed))
+    body = filed_response(filed)  # dumped once, by the response decorator
     if idempotency is not None and filed.created:
-        service.remember_response(idempotency.scope, idempotency.key, status, body)
+        service.remember_response(idempotency.scope, idempotency.key, status,
+                                  FILED_SCHEMA.dump(body))
     return body, status
 
 

@@ -187,7 +187,7 @@ def _unmark(app: Flask, ids: list[int]) -> None:
 
 
 def enqueue_rows(app: Flask, rows: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """Put committed outbox rows on their rq queues in one pipeline per queue."""
+    """Put committed outbox rows on their rq queues in one round trip to Redis."""
     from rq import Queue, Retry
 
     by_queue: dict[str | None, list] = {}
@@ -204,8 +204,11 @@ def enqueue_rows(app: Flask, rows: list[tuple[int, str, dict[str, Any]]]) -> Non
             retry=Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
             if spec.retry_intervals else None,
         ))
-    for queue_name, datas in by_queue.items():
-        queue_for(app, queue_name).enqueue_many(datas)
+    # One MULTI/EXEC round trip for all of the commit's jobs, whatever their queues.
+    with redis_connection(app).pipeline() as pipeline:
+        for queue_name, datas in by_queue.items():
+            queue_for(app, queue_name).enqueue_many(datas, pipeline=pipeline)
+        pipeline.execute()
 
 
 def _run_inline(app: Flask, outbox_id: int) -> None:
@@ -297,7 +300,13 @@ def redis_connection(app: Flask):  # noqa: ANN201 - redis.Redis
 def queue_for(app: Flask, name: str | None = None):  # noqa: ANN201 - rq.Queue
     from rq import Queue
 
-    return Queue(name or app.config["RQ_DEFAULT_QUEUE"], connection=redis_connection(app))
+    # One Queue object per name and app: building one resolves its serializer every time.
+    name = name or app.config["RQ_DEFAULT_QUEUE"]
+    queues = app.extensions.setdefault("aftercare_rq_queues", {})
+    queue = queues.get(name)
+    if queue is None:
+        queue = queues[name] = Queue(name, connection=redis_connection(app))
+    return queue
 
 
 def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -21,19 +22,41 @@ from rma.numbers import new_rma_number, parse_rma_number
 LABEL_PAGES = ("4x6", "a4", "letter")
 
 
-def issue_rma(*, claim_id: int, claim_number: str, remedy: str, actor: Actor) -> Rma:
-    """Add an RMA for an approved claim to the current transaction (number unique by DB)."""
-    rma = Rma(rma_number=new_rma_number(), claim_id=claim_id, remedy=remedy)
-    db.session.add(rma)
-    db.session.flush()  # a number collision raises IntegrityError; the caller retries
+@dataclass(frozen=True)
+class IssuedRma:
+    """The RMA ``issue_rma`` wrote: what the caller needs without loading the row back."""
+
+    id: int
+    rma_number: str
+    remedy: str
+
+
+# An RMA is only appended when issued (later changes load it): one Core statement returning the
+# id, instead of a unit-of-work flush.
+_INSERT_RMA = Rma.__table__.insert().returning(Rma.__table__.c.id)
+
+
+def issue_rma(
+    *, claim_id: int, claim_number: str, remedy: str, actor: Actor, rma_number: str | None = None
+) -> IssuedRma:
+    """Add an RMA for an approved claim to the current transaction (number unique by DB).
+
+    ``rma_number``: one the caller drew from ``new_rma_number`` beforehand (to name it in
+    events before the row is written); a fresh one otherwise.
+    """
+    number = rma_number or new_rma_number()
+    # A number collision raises IntegrityError here; the caller retries with a fresh number.
+    rma_id = db.session.connection().execute(
+        _INSERT_RMA, {"rma_number": number, "claim_id": claim_id, "remedy": remedy}
+    ).scalar_one()
     record_event(
         entity_type="rma",
-        entity_id=rma.rma_number,
+        entity_id=number,
         action="rma.issued",
         actor=actor,
         data={"claim_number": claim_number, "remedy": remedy},
     )
-    return rma
+    return IssuedRma(rma_id, number, remedy)
 
 
 def parse_or_refuse(text: str) -> str:
