@@ -1,7 +1,7 @@
 """Evaluate fraud scoring and the hard rules on synthetic worlds whose fraud is known.
 
-``python -m bench.fraud_eval [--seeds 20] [--strength blatant|subtle|none|all] [--jobs 2]
-[--window N]``
+``python -m bench.fraud_eval [--seeds 20] [--first-seed 1] [--strength blatant|subtle|none|all]
+[--jobs 2] [--window N] [--cache DIR]``
 
 For every seed and strength a world is generated (``fraud.synthetic.generate_world``: 50
 partners, 24 months), loaded into a throwaway SQLite database (``db.create_all()``) and scored
@@ -74,15 +74,66 @@ TARGETS = {
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate_world(seed: int, strength: str, window: int | None) -> dict[str, Any]:
-    """Generate, load, score every month and check the rules; return plain records."""
+def evaluate_world(seed: int, strength: str, window: int | None,
+                   cache: str | None = None) -> dict[str, Any]:
+    """Generate, load, score every month and check the rules; return plain records.
+
+    With ``cache`` (a folder), what scoring reads -- the cube ``load_cube`` returned at every
+    month, exactly -- and the world's truth and rule hits are kept per (seed, strength) and
+    reused on the next run, so only the scoring itself runs again: the same measurement,
+    minus the generation and the database, for iterating on ``fraud.scoring``.
+    """
+    import pickle
+
+    from fraud.scoring import score_cube
+
+    path = Path(cache) / f"{strength}-{seed}.pickle" if cache else None
+    if path is not None and path.exists():
+        started = time.perf_counter()
+        with path.open("rb") as stream:
+            stored = pickle.load(stream)
+        cubes = stored.pop("cubes")
+        result = _score_world(stored, cubes, score_cube, window)
+        elapsed = time.perf_counter() - started
+        result["timings"] = {**stored["timings"], "score": elapsed, "total": elapsed,
+                             "cached": 1.0}
+        return result
+    result, cubes = _build_world(seed, strength)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        with partial.open("wb") as stream:
+            pickle.dump({**result, "cubes": cubes}, stream, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(path)
+    step = time.perf_counter()
+    scored = _score_world(result, cubes, score_cube, window)
+    scored["timings"] = {**result["timings"], "score": time.perf_counter() - step}
+    scored["timings"]["total"] = sum(scored["timings"][key] for key in
+                                     ("generate", "load", "rules", "cubes", "score"))
+    return scored
+
+
+def _score_world(result: dict[str, Any], cubes: list, score_cube: Any,
+                 window: int | None) -> dict[str, Any]:
+    """Score each month's cube; the partners' records with the months they were flagged."""
+    options = {"window": window} if window else {}
+    flags: dict[str, dict[int, str | None]] = {p["code"]: {} for p in result["partners"]}
+    for month_index, cube in enumerate(cubes):
+        for verdict in score_cube(cube, as_of=len(cube.months) - 1, **options):
+            if verdict.verdict == "flag":
+                flags[verdict.partner][month_index] = verdict.top_signal
+    partners = [{**p, "flags": flags[p["code"]]} for p in result["partners"]]
+    return {**result, "partners": partners}
+
+
+def _build_world(seed: int, strength: str) -> tuple[dict[str, Any], list]:
+    """Generate and load a world; its cube as of every month, the truth and the rule hits."""
     from sqlalchemy import select, text
 
     from bench.import_purchases import bench_app
     from common.extensions import db
     from fraud.facts import load_cube
     from fraud.rules import find_rule_hits
-    from fraud.scoring import score_cube
     from fraud.synthetic import generate_world, load_world
     from partners.models import HistoricRepair
 
@@ -90,7 +141,6 @@ def evaluate_world(seed: int, strength: str, window: int | None) -> dict[str, An
     started = time.perf_counter()
     world = generate_world(seed, strength=strength)
     timings["generate"] = time.perf_counter() - started
-    flags: dict[str, dict[int, str | None]] = {code: {} for code in world.truth}
     with tempfile.TemporaryDirectory(prefix="aftercare-fraud-eval-") as tmp:
         app = bench_app("sqlite:///" + str(Path(tmp) / "world.sqlite3"))
         with app.app_context():
@@ -111,16 +161,13 @@ def evaluate_world(seed: int, strength: str, window: int | None) -> dict[str, An
             timings["rules"] = time.perf_counter() - step
             step = time.perf_counter()
             codes = sorted(world.truth)
-            options = {"window": window} if window else {}
-            for month_index, month in enumerate(world.months):
+            cubes = []
+            for month in world.months:
                 cube = load_cube(until=month, partners=codes)
-                as_of = len(cube.months) - 1
                 if cube.months and cube.months[-1] != month:
                     raise RuntimeError(f"cube ends at {cube.months[-1]}, expected {month}")
-                for verdict in score_cube(cube, as_of=as_of, **options):
-                    if verdict.verdict == "flag":
-                        flags[verdict.partner][month_index] = verdict.top_signal
-            timings["score"] = time.perf_counter() - step
+                cubes.append(cube)
+            timings["cubes"] = time.perf_counter() - step
             db.session.remove()
             db.engine.dispose()
     rule_hits = []
@@ -138,12 +185,11 @@ def evaluate_world(seed: int, strength: str, window: int | None) -> dict[str, An
     partners = [{
         "code": code, "kind": truth.kind, "profile": truth.profile, "size": truth.size,
         "patterns": list(truth.patterns), "onset": truth.onset,
-        "mean_monthly_claims": truth.mean_monthly_claims, "flags": flags[code],
+        "mean_monthly_claims": truth.mean_monthly_claims,
     } for code, truth in world.truth.items()]
-    timings["total"] = time.perf_counter() - started
     return {"seed": seed, "strength": strength, "months": len(world.months),
             "claims": len(world.claims), "partners": partners, "rule_hits": rule_hits,
-            "violations": violations, "timings": timings}
+            "violations": violations, "timings": timings}, cubes
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,11 +393,15 @@ def report(strength: str, metrics: list[dict], window: int) -> str:
     if by_rule:
         row("hard-rule hits by rule (pooled)", ", ".join(
             f"{rule} {outcome} {count}" for (rule, outcome), count in sorted(by_rule.items())))
-    timing = {key: _mean(m["timings"][key] for m in metrics)
-              for key in ("total", "generate", "load", "rules", "score")}
-    row("wall time per seed (s)",
+    timing = {key: _mean(m["timings"].get(key, 0.0) for m in metrics)
+              for key in ("total", "generate", "load", "rules", "cubes", "score")}
+    cached = sum(1 for m in metrics if m["timings"].get("cached"))
+    row("wall time per seed (s)" + (f"; {cached} worlds' cubes from the cache, their "
+                                   "generate to cubes times from when it was built"
+                                   if cached else ""),
         f"{timing['total']:.1f} (generate {timing['generate']:.1f}, load {timing['load']:.1f}, "
-        f"rules {timing['rules']:.1f}, score 24 months {timing['score']:.1f}); "
+        f"rules {timing['rules']:.1f}, cubes of 24 months {timing['cubes']:.1f}, "
+        f"score 24 months {timing['score']:.1f}); "
         f"{_mean(m['claims'] for m in metrics):,.0f} claims")
     if strength != "none":
         lines += ["", "Per pattern (pooled over seeds, medium/large fraudsters; a subtle "
@@ -407,7 +457,8 @@ def _counter_text(counter: Counter) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def run(seeds: list[int], strengths: list[str], jobs: int, window: int | None) -> int:
+def run(seeds: list[int], strengths: list[str], jobs: int, window: int | None,
+        cache: str | None = None) -> int:
     """Evaluate every (seed, strength) in worker processes and print one table per strength."""
     from fraud.scoring import WINDOW_MONTHS
 
@@ -415,7 +466,8 @@ def run(seeds: list[int], strengths: list[str], jobs: int, window: int | None) -
     results: dict[str, list[dict]] = {strength: [] for strength in strengths}
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(evaluate_world, seed, strength, window): (seed, strength)
+        futures = {pool.submit(evaluate_world, seed, strength, window, cache):
+                   (seed, strength)
                    for seed, strength in tasks}
         for future in as_completed(futures):
             seed, strength = futures[future]
@@ -440,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--strength", choices=STRENGTH_CHOICES, default="all")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="keep each world's monthly cubes here and reuse them: only the "
+                             "scoring runs again (for iterating on fraud.scoring)")
     parser.add_argument("--window", type=int, default=None,
                         help="scoring window in months (default: fraud.scoring's)")
     args = parser.parse_args(argv)
@@ -447,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds, --jobs and --window must be at least 1")
     strengths = ["blatant", "subtle", "none"] if args.strength == "all" else [args.strength]
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    return run(seeds, strengths, args.jobs, args.window)
+    return run(seeds, strengths, args.jobs, args.window, args.cache)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ vs expected into a tail probability. **Its own past**: the partner's recent mont
 its own earlier months shrunk toward its peers, scanned over the possible onset (the CUSUM
 maximised over the change point), which sees a change of behaviour that honest
 heterogeneity would hide from the peer view. The two views are Bonferroni-combined per
-signal; a partner's signals are combined (Fisher's method or the Bonferroni minimum,
-whichever is stronger), the false discovery rate is controlled across partners
+signal; a partner's signals are combined by behaviour (DOA rate and late DOAs are one
+behaviour, Brown-combined) with Fisher's method or the Bonferroni minimum, whichever is
+stronger, the false discovery rate is controlled across partners
 (Benjamini-Hochberg), and a partner whose volume cannot support a conclusion is called
 insufficient evidence, not flagged.
 """
@@ -82,6 +83,7 @@ class _Tested:
     trend_ratio: np.ndarray | None = None
     trend_months: np.ndarray | None = None  # how many recent months the change spans
     by_trend: np.ndarray | None = None  # bool: the trend view gave the smaller p
+    tau2: float = TAU2_FLOOR  # honest partners' relative variance on this signal
 
 
 def score_cube(cube: Cube, *, as_of: int, window: int = WINDOW_MONTHS) -> list[v.PartnerVerdict]:
@@ -94,9 +96,8 @@ def score_cube(cube: Cube, *, as_of: int, window: int = WINDOW_MONTHS) -> list[v
     history = cube.window(as_of, HISTORY_MONTHS)
     tested = {signal.name: _test(signal, cube, as_of, totals, history) for signal in SIGNALS}
     names = list(tested)
-    p_matrix = np.array([tested[name].p_values for name in names])  # (signals, P)
     testable = np.array([tested[name].testable for name in names])
-    combined = np.array([_combine(p_matrix[testable[:, i], i]) for i in range(len(cube.partners))])
+    combined = np.array([_combine(tested, names, i) for i in range(len(cube.partners))])
     has_test = testable.any(axis=0)
     q_values = np.ones(len(cube.partners))
     if has_test.any():
@@ -126,19 +127,55 @@ def score_cube(cube: Cube, *, as_of: int, window: int = WINDOW_MONTHS) -> list[v
     return result
 
 
-def _combine(p_values: np.ndarray) -> float:
-    """One p-value for a partner's signals: Fisher's method or the smallest one, whichever
-    is stronger, Bonferroni-corrected for having looked both ways.
+def _combine(tested: dict[str, _Tested], names: list[str], i: int) -> float:
+    """One p-value for partner ``i``'s testable signals: Fisher's method or the smallest
+    behaviour's p-value, whichever is stronger, Bonferroni-corrected for having looked both
+    ways.
 
     Fisher (1932) is the more powerful when a fraud moves two or three signals a little;
-    the Bonferroni-adjusted minimum (Tippett 1931) when it moves one a lot and the other
-    signals, honestly null, would dilute Fisher's sum.
+    the Bonferroni-adjusted minimum (Tippett 1931) when it moves one behaviour a lot and the
+    other signals, honestly null, would dilute Fisher's sum. The minimum is taken over
+    behaviours, not signals: DOA declarations are one behaviour seen twice (a late DOA is
+    also a DOA), so ``doa_rate`` and ``late_doa`` count as one family whose p-value is their
+    Fisher combination corrected for the correlation of the two counts (Brown 1975; see
+    ``_doa_family``). Inflating DOAs moves both, and the minimum over eight signals would
+    otherwise pay for two looks at one behaviour while using only one of them. Fisher's sum
+    runs over the same behaviours, so it no longer counts the DOAs behind a late DOA twice
+    as if they were independent evidence.
     """
-    if p_values.size == 0:
+    p_values = {name: float(tested[name].p_values[i]) for name in names
+                if tested[name].testable[i]}
+    if not p_values:
         return 1.0
-    fisher = stats.fisher_combine(p_values.tolist())
-    tippett = min(1.0, float(p_values.min()) * p_values.size)
+    families = {name: p for name, p in p_values.items() if name not in _DOA_FAMILY}
+    doa = {name: p for name, p in p_values.items() if name in _DOA_FAMILY}
+    if len(doa) == len(_DOA_FAMILY):
+        families["doa"] = _doa_family(tested, i)
+    else:
+        families.update(doa)
+    fisher = stats.fisher_combine(list(families.values()))
+    tippett = min(1.0, min(families.values()) * len(families))
     return min(1.0, 2 * min(fisher, tippett))
+
+
+_DOA_FAMILY = (v.DOA_RATE, v.LATE_DOA)
+
+
+def _doa_family(tested: dict[str, _Tested], i: int) -> float:
+    """DOA evidence as one p-value: ``doa_rate`` and ``late_doa`` Fisher-combined (Brown 1975).
+
+    Late DOAs are part of the DOAs, and both scale with the partner's own DOA propensity, so
+    the two tests are positively correlated under the null; Brown's method discounts Fisher's
+    statistic by the correlation of the two counts under the gamma-Poisson model with one
+    propensity shared by both (the larger of the two signals' honest variances, so the
+    correlation is not understated).
+    """
+    doa, late = tested[v.DOA_RATE], tested[v.LATE_DOA]
+    e_doa = float(doa.expected[i])
+    e_late = min(float(late.expected[i]), e_doa)
+    rho = stats.poisson_gamma_correlation(e_doa, e_late, max(doa.tau2, late.tau2))
+    return stats.brown_combine([float(doa.p_values[i]), float(late.p_values[i])],
+                               np.array([[1.0, rho], [rho, 1.0]]))
 
 
 def _test(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray],
@@ -153,7 +190,8 @@ def _test(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray]
     by_trend = trend_p < peer.p_values
     p_values = np.minimum(1.0, 2 * np.minimum(peer.p_values, trend_p))
     testable = peer.testable | (trend_p < 1.0)
-    return _Tested(peer.observed, peer.expected, p_values, testable, ratio, months, by_trend)
+    return _Tested(peer.observed, peer.expected, p_values, testable, ratio, months, by_trend,
+                   peer.tau2)
 
 
 def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray],
@@ -164,9 +202,12 @@ def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray
     Siegmund & Venkatraman 1995): for each possible onset, the log ratio of the recent
     months to what the partner's own earlier months (shrunk toward its peers by a prior
     worth TREND_PRIOR_CLAIMS claims) predict, z-tested, and the best onset Bonferroni-
-    corrected. Honest partners differ from their peers but stay like themselves, so this
-    view sees a change of behaviour that the peer comparison cannot separate from honest
-    heterogeneity. Returns (p, recent/baseline ratio, months spanned).
+    corrected over the onsets actually tested (with nine months of history only the last
+    three months can start a change that has six months of baseline before it; Bonferroni
+    counts the tests made, and which onsets can be tested depends on claim volumes only,
+    not on the counts tested). Honest partners differ from their peers but stay like
+    themselves, so this view sees a change of behaviour that the peer comparison cannot
+    separate from honest heterogeneity. Returns (p, recent/baseline ratio, months spanned).
     """
     start = max(0, as_of - HISTORY_MONTHS + 1)
     claims = cube["claims"][:, :, start:as_of + 1]
@@ -182,6 +223,7 @@ def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray
     best_p = np.ones(partners)
     best_ratio = np.ones(partners)
     best_months = np.zeros(partners, dtype=int)
+    onsets = np.zeros(partners)  # onsets tested per partner: the Bonferroni factor
     with np.errstate(divide="ignore", invalid="ignore"):
         for recent in range(1, TREND_MONTHS + 1):
             if months - recent < TREND_BASE_MONTHS:
@@ -210,11 +252,12 @@ def _trend(signal: _Signal, cube: Cube, as_of: int, totals: dict[str, np.ndarray
                 shape, rate = shape * cap, rate * cap
                 p = np.where(usable, stats.negbinomial_sf(o_r, shape, rate / np.maximum(
                     rate + e_r, 1e-12)), 1.0)
+            onsets += usable
             better = p < best_p
             best_p = np.where(better, p, best_p)
             best_ratio = np.where(better, o_r / np.maximum(predicted, 1e-9), best_ratio)
             best_months = np.where(better, recent, best_months)
-    return np.minimum(1.0, best_p * TREND_MONTHS), best_ratio, best_months
+    return np.minimum(1.0, best_p * np.maximum(onsets, 1)), best_ratio, best_months
 
 
 def _peer_rates(signal: _Signal, totals: dict[str, np.ndarray], weights: np.ndarray,
@@ -297,7 +340,7 @@ def _fit_and_test(signal: _Signal, totals: dict[str, np.ndarray],
     p_values = np.array([t.p_value for t in tails])
     testable = np.array([t.min_attainable_p < TESTABLE_P and e > 0
                          for t, e in zip(tails, expected, strict=True)])
-    return _Tested(observed, expected, p_values, testable)
+    return _Tested(observed, expected, p_values, testable, tau2=tau2)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ Pure functions on numbers and numpy arrays (no Flask, no database). The scheme:
   2005, "overdispersion").
 * **Robust peer fitting** — the between-partner variance is estimated so that up to ~20%
   fraudulent partners cannot inflate it (see ``_robust_mask`` and the ``fit_*`` functions).
-* **Combining and multiplicity** — Fisher 1932 across signals, Benjamini & Hochberg 1995 across
-  partners; a Poisson CUSUM (Lucas 1985) for onset; funnel limits (Spiegelhalter 2005).
+* **Combining and multiplicity** — Fisher 1932 across signals (Brown 1975 for correlated ones),
+  Benjamini & Hochberg 1995 across partners; a Poisson CUSUM (Lucas 1985) for onset; funnel
+  limits (Spiegelhalter 2005).
 """
 
 from __future__ import annotations
@@ -504,6 +505,56 @@ def fisher_combine(p_values: Sequence[float]) -> float:
         raise ValueError("p-values must not be NaN")
     statistic = -2.0 * float(np.log(np.clip(p, 1e-300, 1.0)).sum())
     return _clip_p(sps.chi2.sf(statistic, 2 * p.size))
+
+
+def brown_combine(p_values: Sequence[float], correlation: np.ndarray) -> float:
+    """Fisher's combination of one-sided p-values of positively correlated tests (Brown 1975).
+
+    Under dependence X = -2 sum ln p is no longer chi2(2k); Brown (1975) matches its first two
+    moments with c * chi2(f): E[X] = 2k, Var[X] = 4k + 2 sum_{i<j} cov_ij, c = Var / (2 E),
+    f = 2 E^2 / Var. The covariance of -2 ln p_i and -2 ln p_j for one-sided tests whose
+    statistics are normal with correlation rho is 3.263 rho + 0.710 rho^2 + 0.027 rho^3
+    (Kost & McDermott 2002). With ``correlation`` the identity it is Fisher's method; the
+    stronger the correlation, the less two small p-values count as independent evidence.
+    p-values are clipped into [1e-300, 1] as in ``fisher_combine``; empty -> 1.0.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return 1.0
+    if np.isnan(p).any():
+        raise ValueError("p-values must not be NaN")
+    rho = np.asarray(correlation, dtype=float)
+    if rho.shape != (p.size, p.size):
+        raise ValueError(f"correlation {rho.shape} must be ({p.size}, {p.size})")
+    if np.any((rho < -1) | (rho > 1)):
+        raise ValueError("correlations must lie in [-1, 1]")
+    statistic = -2.0 * float(np.log(np.clip(p, 1e-300, 1.0)).sum())
+    upper = rho[np.triu_indices(p.size, k=1)]
+    covariance = float((3.263 * upper + 0.710 * upper**2 + 0.027 * upper**3).sum())
+    mean, variance = 2.0 * p.size, 4.0 * p.size + 2.0 * covariance
+    scale, dof = variance / (2.0 * mean), 2.0 * mean**2 / variance
+    return _clip_p(sps.chi2.sf(statistic / scale, dof))
+
+
+def poisson_gamma_correlation(expected_all: float, expected_part: float, tau2: float) -> float:
+    """Correlation of a count and the part of it that is of one kind (e.g. DOAs, late DOAs).
+
+    D = L + Y with L ~ Poisson(theta e_L), Y ~ Poisson(theta e_Y) independent given the
+    partner's rate theta ~ Gamma(1/tau2, 1/tau2) (mean 1, variance tau2; Greenwood & Yule
+    1920), shared by both kinds: Cov(D, L) = e_L + tau2 e_D e_L, Var(D) = e_D + tau2 e_D^2,
+    Var(L) = e_L + tau2 e_L^2, with e_D = e_L + e_Y the expected total. 0 without expected
+    events.
+    """
+    e_d, e_l = float(expected_all), float(expected_part)
+    if e_d < 0 or e_l < 0 or tau2 < 0:
+        raise ValueError("expectations and tau2 must be non-negative")
+    if e_l > e_d:
+        raise ValueError("the part cannot be expected to exceed the whole")
+    if e_d == 0 or e_l == 0:
+        return 0.0
+    covariance = e_l + tau2 * e_d * e_l
+    return float(min(1.0, covariance / math.sqrt((e_d + tau2 * e_d**2)
+                                                 * (e_l + tau2 * e_l**2))))
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:

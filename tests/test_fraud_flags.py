@@ -6,13 +6,17 @@ import itertools
 from datetime import date, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 from sqlalchemy import func, insert, select
 
 from audit.models import AuditEvent
 from catalog.models import Purchase
 from common.extensions import db
+from fraud import scoring, stats
 from fraud import verdicts as v
+from fraud.cube import Cube
 from fraud.facts import CatalogFacts, derive, load_cube
 from fraud.models import FraudFlag, PaymentHold
 from fraud.rules import find_rule_hits
@@ -181,6 +185,67 @@ def test_a_small_partner_is_never_flagged_on_a_few_claims(catalog):
     add_history("TINY", "PH-1", 10, doa=2, month="2025-03")  # 20% on 10 claims
     tiny = next(x for x in score_cube(load_cube(), as_of=2) if x.partner == "TINY")
     assert tiny.verdict in (v.CLEAR, v.INSUFFICIENT) and tiny.claims == 10
+
+
+# --- combining a partner's signals; the onset scan ------------------------------------------
+
+
+def _one_partner(p: float, expected: float = 10.0, testable: bool = True) -> scoring._Tested:
+    return scoring._Tested(observed=np.array([0.0]), expected=np.array([expected]),
+                           p_values=np.array([p]), testable=np.array([testable]), tau2=0.0225)
+
+
+def test_doa_and_late_doa_are_one_behaviour_brown_combined():
+    names = [signal.name for signal in scoring.SIGNALS]
+    tested = {name: _one_partner(0.5) for name in names}
+    tested[v.DOA_RATE] = _one_partner(2e-3, expected=20.0)
+    tested[v.LATE_DOA] = _one_partner(4e-3, expected=2.0)
+    rho = stats.poisson_gamma_correlation(20.0, 2.0, 0.0225)
+    family = stats.brown_combine([2e-3, 4e-3], np.array([[1.0, rho], [rho, 1.0]]))
+    assert 0.3 < rho < 0.4 and 4e-4 < family < 6e-4  # Fisher alone: 1.4e-4
+    # Seven behaviours (DOA, six others): Fisher over them, or the smallest times seven.
+    expected = 2 * min(stats.fisher_combine([family] + [0.5] * 6), 7 * family)
+    combined = scoring._combine(tested, names, 0)
+    assert combined == pytest.approx(expected, rel=1e-12)
+    # Counted as two unrelated signals, the minimum over eight would have used one of them.
+    separate = 2 * min(stats.fisher_combine([2e-3, 4e-3] + [0.5] * 6), 8 * 2e-3)
+    assert combined < separate / 2
+
+
+def test_one_strong_signal_pays_for_every_behaviour_tested():
+    names = [signal.name for signal in scoring.SIGNALS]
+    tested = {name: _one_partner(0.5) for name in names}
+    tested[v.LABOR] = _one_partner(1e-4)
+    assert scoring._combine(tested, names, 0) == pytest.approx(2 * 7 * 1e-4)
+    # Without a testable late_doa, doa_rate stands alone: eight behaviours become seven.
+    tested[v.LATE_DOA] = _one_partner(1e-6, testable=False)
+    assert scoring._combine(tested, names, 0) == pytest.approx(2 * 7 * 1e-4)
+    tested[v.DOA_RATE] = _one_partner(0.5, testable=False)
+    assert scoring._combine(tested, names, 0) == pytest.approx(2 * 6 * 1e-4)
+
+
+def test_onset_scan_is_corrected_for_the_onsets_its_history_allows():
+    # Eight months of history: with six months of baseline only the last one or two months
+    # can be the onset, so the best of those two tests is doubled, not multiplied by six.
+    cube = Cube.empty(["A", "B", "C"], ["PH-1"], [f"2025-{m:02d}" for m in range(1, 9)])
+    cube.data["claims"][:] = 50
+    cube.data["doa"][:] = 1
+    cube.data["doa"][2, 0, 6:] = 6
+    as_of = 7
+    totals, weights = cube.window(as_of, 6), np.ones(3)
+    signal = next(s for s in scoring.SIGNALS if s.name == v.DOA_RATE)
+    p, ratio, months = scoring._trend(signal, cube, as_of, totals, weights)
+    rate = scoring._peer_rates(signal, totals, weights)[0]
+    pseudo = scoring.TREND_PRIOR_CLAIMS * rate
+    tails = []
+    for recent in (1, 2):
+        o_h, e_h = 8 - recent, 50 * rate * (8 - recent)
+        o_r, e_r = 6 * recent, 50 * rate * recent
+        shape, scale = o_h + pseudo, e_h + pseudo
+        tails.append(sps.nbinom.sf(o_r - 1, shape, scale / (scale + e_r)))
+    assert p[2] == pytest.approx(2 * min(tails), rel=1e-9)
+    assert months[2] == 1 + int(np.argmin(tails)) and ratio[2] > 3
+    assert p[0] == p[1] == 1.0  # no DOA above its own level
 
 
 # --- flags: idempotent scoring, decisions, holds --------------------------------------------

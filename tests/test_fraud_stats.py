@@ -470,3 +470,106 @@ def test_concentration_matches_the_relative_variance():
     a, b = kappa * 0.04, kappa * 0.96
     assert sps.beta(a, b).var() == pytest.approx(0.04 ** 2 * 0.0225, rel=1e-9)
     assert stats.concentration_for(0.04, 0.0) == math.inf
+
+
+# --- correlated evidence: Brown's method and the DOA family ---------------------------------
+
+
+def test_brown_combine_without_correlation_is_fisher():
+    p = [0.01, 0.2, 0.04]
+    assert stats.brown_combine(p, np.eye(3)) == pytest.approx(
+        sps.combine_pvalues(p, method="fisher").pvalue, rel=1e-12)
+
+
+def test_brown_combine_known_answer():
+    # rho = 0.5: cov(-2 ln p1, -2 ln p2) = 3.263/2 + 0.710/4 + 0.027/8 = 1.812375 (Kost &
+    # McDermott 2002), Var = 8 + 2 cov, c = Var / 8, f = 32 / Var (Brown 1975).
+    cov = 3.263 * 0.5 + 0.710 * 0.25 + 0.027 * 0.125
+    var = 8 + 2 * cov
+    statistic = -2 * (math.log(0.01) + math.log(0.02))
+    expected = sps.chi2.sf(statistic / (var / 8), 32 / var)
+    rho = np.array([[1.0, 0.5], [0.5, 1.0]])
+    assert stats.brown_combine([0.01, 0.02], rho) == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(0.0066, abs=1e-4)  # Fisher alone says 0.0019
+    # The stronger the correlation, the less two small p-values prove together.
+    weaker = [stats.brown_combine([0.01, 0.02], np.array([[1.0, r], [r, 1.0]]))
+              for r in (0.0, 0.3, 0.6, 0.9)]
+    assert weaker == sorted(weaker) and weaker[0] == pytest.approx(stats.fisher_combine(
+        [0.01, 0.02]))
+
+
+def test_brown_combine_validates():
+    assert stats.brown_combine([], np.empty((0, 0))) == 1.0
+    with pytest.raises(ValueError):
+        stats.brown_combine([0.1, 0.2], np.eye(3))
+    with pytest.raises(ValueError):
+        stats.brown_combine([0.1, float("nan")], np.eye(2))
+    with pytest.raises(ValueError):
+        stats.brown_combine([0.1, 0.2], np.array([[1.0, 1.5], [1.5, 1.0]]))
+
+
+def test_brown_combine_keeps_its_level_where_fisher_does_not():
+    # Two one-sided tests whose normal statistics correlate 0.6, under the null.
+    rng = np.random.default_rng(5)
+    z = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.6], [0.6, 1.0]], size=200_000)
+    p = sps.norm.sf(z)
+    rho = np.array([[1.0, 0.6], [0.6, 1.0]])
+    statistic = -2 * np.log(p).sum(axis=1)
+    fisher = sps.chi2.sf(statistic, 4)
+    cov = 3.263 * 0.6 + 0.710 * 0.36 + 0.027 * 0.216
+    brown = sps.chi2.sf(statistic / ((8 + 2 * cov) / 8), 32 / (8 + 2 * cov))
+    assert stats.brown_combine(p[0], rho) == pytest.approx(brown[0], rel=1e-12)
+    for alpha in (0.01, 0.001):
+        assert (fisher <= alpha).mean() > 1.4 * alpha  # naive Fisher over-rejects
+        assert (brown <= alpha).mean() == pytest.approx(alpha, rel=0.25)
+
+
+def test_poisson_gamma_correlation_known_answers_and_simulation():
+    # Without heterogeneity a thinned Poisson count correlates sqrt(e_part / e_all).
+    assert stats.poisson_gamma_correlation(20.0, 5.0, 0.0) == pytest.approx(0.5)
+    by_hand = (5 + 0.04 * 20 * 5) / math.sqrt((20 + 0.04 * 400) * (5 + 0.04 * 25))
+    assert stats.poisson_gamma_correlation(20.0, 5.0, 0.04) == pytest.approx(by_hand)
+    assert stats.poisson_gamma_correlation(0.0, 0.0, 0.04) == 0.0
+    assert stats.poisson_gamma_correlation(3.0, 0.0, 0.04) == 0.0
+    with pytest.raises(ValueError):
+        stats.poisson_gamma_correlation(1.0, 2.0, 0.01)
+    rng = np.random.default_rng(3)
+    theta = rng.gamma(1 / 0.04, 0.04, 400_000)
+    part = rng.poisson(theta * 5.0)
+    total = part + rng.poisson(theta * 15.0)
+    assert np.corrcoef(total, part)[0, 1] == pytest.approx(by_hand, rel=0.02)
+
+
+def test_doa_family_p_value_is_calibrated_for_honest_partners():
+    # Honest partners: one DOA propensity theta (sd 15%) behind all their DOAs, a quarter of
+    # which fall on units past the DOA window, so late DOAs are part of -- and correlate
+    # with -- the DOAs. Each count gets its predictive beta-binomial tail (as scoring's peer
+    # view does) and the two are combined as scoring's DOA family: Brown-corrected Fisher.
+    rng = np.random.default_rng(11)
+    tau2, partners, claims, doa_rate, late_share = 0.0225, 20_000, 400, 0.05, 0.25
+    theta = rng.gamma(1 / tau2, tau2, partners)
+    doa = rng.binomial(claims, np.minimum(doa_rate * theta, 1.0))
+    late = rng.binomial(doa, late_share)
+
+    def tails(observed: np.ndarray, expected: float) -> np.ndarray:
+        c, pi = stats.concentration_for(expected / claims, tau2), expected / claims
+        p = sps.betabinom.sf(observed - 1, claims, c * pi, c * (1 - pi))  # vectorized
+        assert p[0] == pytest.approx(stats.betabinomial_tail(
+            int(observed[0]), claims, expected, c).p_value, rel=1e-9)
+        return p
+
+    e_doa, e_late = claims * doa_rate, claims * doa_rate * late_share
+    p_doa, p_late = tails(doa, e_doa), tails(late, e_late)
+    rho = stats.poisson_gamma_correlation(e_doa, e_late, tau2)
+    assert rho == pytest.approx(0.571, abs=1e-3)
+    matrix = np.array([[1.0, rho], [rho, 1.0]])
+    family = np.array([stats.brown_combine(pair, matrix)
+                       for pair in zip(p_doa[:2000], p_late[:2000], strict=True)])
+    statistic = -2 * (np.log(p_doa) + np.log(p_late))
+    cov = 3.263 * rho + 0.710 * rho**2 + 0.027 * rho**3
+    brown = sps.chi2.sf(statistic / ((8 + 2 * cov) / 8), 32 / (8 + 2 * cov))
+    np.testing.assert_allclose(family, brown[:2000], rtol=1e-9)
+    fisher = sps.chi2.sf(statistic, 4)
+    for alpha in (0.05, 0.01, 0.001):
+        assert (brown <= alpha).mean() <= 1.1 * alpha
+    assert (fisher <= 0.001).mean() > 2 * 0.001  # without the correction: 3x the level
