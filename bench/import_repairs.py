@@ -67,7 +67,7 @@ CREATE TABLE historic_repairs_raw (
     claimed_amount NUMERIC(12, 2) NOT NULL,
     serial_registered BOOLEAN NOT NULL,
     import_id VARCHAR(36),
-    UNIQUE (partner_code, serial_number, received_date),
+    UNIQUE (serial_number, received_date, partner_code),
     CHECK (completed_date >= received_date),
     CHECK (labor_minutes >= 0)
 )

@@ -21,7 +21,7 @@ from sqlalchemy import Float, Integer, and_, case, cast, func, select
 from catalog.models import BomLine, Part, Product, Purchase
 from common.extensions import db
 from fraud.cube import Cube, month_range
-from partners.models import HistoricRepair
+from partners.models import HistoricRepair, Partner
 
 # A part is a high-cost module for a product when it costs at least this share of the
 # product's most expensive BOM part (main boards, displays); cheaper parts usually fix the
@@ -68,26 +68,34 @@ class CatalogFacts:
 def derive(rows: list[dict], catalog: CatalogFacts) -> None:
     """Add the derived fact columns to claim rows (dicts with the historic repair columns)."""
     purchases = _purchase_dates({(row["sku"], row["serial_number"]) for row in rows})
+    products = catalog.products
+    months: dict[date, str] = {}
     parts_facts: dict[tuple[str, int], tuple[int, Decimal, int, int]] = {}
     for row in rows:
-        received: date = row["received_date"]
-        product = catalog.products.get(row["sku"])
-        bought = purchases.get((row["sku"], row["serial_number"]))
-        age = (received - bought).days if bought else None
-        row["received_month"] = received.isoformat()[:7]
-        row["serial_registered"] = bought is not None
-        row["unit_age_days"] = age
-        row["late_doa"] = bool(row["doa"] and product and age is not None
-                               and age > product.doa_days)
-        row["outside_warranty"] = bool(product and age is not None
-                                       and age > product.warranty_days)
+        sku, received = row["sku"], row["received_date"]
+        product = products.get(sku)
+        bought = purchases.get((sku, row["serial_number"]))
+        month = months.get(received)
+        if month is None:
+            month = months[received] = received.isoformat()[:7]
         parts = row.get("parts") or ()
         # Imported rows with the same parts text share one list (see partners.importing):
         # price each product's list once per batch. The rows keep the lists alive meanwhile,
         # so their ids stay unique.
-        priced = parts_facts.get((row["sku"], id(parts)))
+        priced = parts_facts.get((sku, id(parts)))
         if priced is None:
-            priced = parts_facts[row["sku"], id(parts)] = _price_parts(parts, product, catalog)
+            priced = parts_facts[sku, id(parts)] = _price_parts(parts, product, catalog)
+        if bought is None:
+            age, late_doa, outside_warranty = None, False, False
+        else:
+            age = (received - bought).days
+            late_doa = bool(row["doa"]) and product is not None and age > product.doa_days
+            outside_warranty = product is not None and age > product.warranty_days
+        row["received_month"] = month
+        row["serial_registered"] = bought is not None
+        row["unit_age_days"] = age
+        row["late_doa"] = late_doa
+        row["outside_warranty"] = outside_warranty
         (row["parts_quantity"], row["parts_cost"], row["premium_parts"],
          row["outside_bom_parts"]) = priced
 
@@ -109,25 +117,37 @@ def _price_parts(parts, product: ProductFacts | None,
 
 
 def _purchase_dates(keys: set[tuple[str, str]]) -> dict[tuple[str, str], date]:
-    # One query per batch of claims, by serial number (indexed; a serial is rarely registered
-    # for two SKUs): SQLite cannot use an index for ``(sku, serial) IN ((...), ...)``. Plain
-    # SQL: building a statement with thousands of parameters costs more than running it.
+    # One query per batch of claims, by serial number (a serial is rarely registered for two
+    # SKUs): SQLite cannot use an index for ``(sku, serial) IN ((...), ...)``. The index on
+    # (serial_number, sku, purchase_date) answers it alone. Plain SQL on the driver's cursor:
+    # building a statement with thousands of parameters costs more than running it.
     connection = db.session.connection()
     serials = sorted({serial for _, serial in keys})
     found: dict[tuple[str, str], date] = {}
     if connection.dialect.name == "postgresql":
+        # One text split on the server: psycopg dumps a list parameter value by value.
         batches = [(f"SELECT sku, serial_number, purchase_date FROM {_PURCHASES} "
-                    "WHERE serial_number = ANY(%s)", (serials,))]
+                    "WHERE serial_number = ANY(string_to_array(%s, chr(31)))",
+                    ("\x1f".join(serials),))]
     else:
         batches = [(f"SELECT sku, serial_number, purchase_date FROM {_PURCHASES} WHERE "
                     f"serial_number IN ({', '.join('?' * len(batch))})", tuple(batch))
                    for batch in (serials[start:start + _LOOKUP_BATCH]
                                  for start in range(0, len(serials), _LOOKUP_BATCH))]
-    for sql, params in batches:
-        for sku, serial, bought in connection.exec_driver_sql(sql, params).fetchall():
-            if (sku, serial) in keys:
-                found[sku, serial] = bought if isinstance(bought, date) else date.fromisoformat(
-                    bought)
+    dates: dict[str, date] = {}  # SQLite returns ISO text; a registry repeats its dates
+    cursor = connection.connection.driver_connection.cursor()  # plain tuples, no Row objects
+    try:
+        for sql, params in batches:
+            cursor.execute(sql, params)
+            for sku, serial, bought in cursor.fetchall():
+                if (sku, serial) in keys:
+                    if not isinstance(bought, date):
+                        text, bought = bought, dates.get(bought)
+                        if bought is None:
+                            bought = dates[text] = date.fromisoformat(text)
+                    found[sku, serial] = bought
+    finally:
+        cursor.close()
     return found
 
 
@@ -141,22 +161,28 @@ _MEASURES = ("claims", "doa", "late_doa", "parts", "parts_cost", "parts_cost_sq"
 
 def load_cube(*, until: str | None = None, partners: Iterable[str] | None = None) -> Cube:
     """Every measure per partner, product and month, from the first claim to ``until``."""
-    # Core execution: a million claims make a few hundred thousand groups, and the ORM's
-    # per-row work would cost more than the aggregate itself.
+    # A million claims make a few hundred thousand groups: they come back as numbers only
+    # (partner and product ids, a month number) straight into one float array, never as
+    # a few million Python objects.
     connection = db.session.connection()
-    rows = connection.execute(_cube_query(until)).all()
+    partner_codes_by_id = dict(connection.execute(select(Partner.id, Partner.code)).all())
+    skus_by_id = dict(connection.execute(select(Product.id, Product.sku)).all())
+    table = _numbers(connection, _numbered(_cube_query(until)), 3 + len(_MEASURES))
     repeats = connection.execute(_repeats_query(until)).all()
-    partner_codes = sorted(set(partners or ()) | {row[0] for row in rows})
-    skus = sorted({row[1] for row in rows})
-    if not rows:
+    partner_at, present = _positions(table[:, 0], partner_codes_by_id)
+    partner_codes = sorted(set(partners or ()) | set(present))
+    sku_at, skus = _positions(table[:, 1], skus_by_id)
+    if not len(table):
         return Cube.empty(partner_codes, skus, [])
-    months = month_range(min(row[2] for row in rows), until or max(row[2] for row in rows))
+    month_numbers = table[:, 2].astype(np.intp)
+    first = int(month_numbers.min())
+    months = month_range(_month(first), until or _month(int(month_numbers.max())))
     cube = Cube.empty(partner_codes, skus, months)
-    at = _cells(rows, partner_codes, skus, months)
-    columns = list(zip(*rows, strict=True))[3:]
-    for name, values in zip(_MEASURES, columns, strict=True):
-        cube.data[name][at] = np.fromiter((value or 0 for value in values), dtype=float,
-                                          count=len(rows))
+    index = {code: i for i, code in enumerate(partner_codes)}
+    at = (np.array([index[code] for code in present], dtype=np.intp)[partner_at], sku_at,
+          month_numbers - first)
+    for column, name in enumerate(_MEASURES, start=3):
+        cube.data[name][at] = table[:, column]
     if repeats:
         at = _cells(repeats, partner_codes, skus, months)
         cube.data["repeats"][at] = np.fromiter((row[3] for row in repeats), dtype=float,
@@ -173,6 +199,60 @@ def _cells(rows, partners: list[str], skus: list[str], months: list[str]):
     return (np.fromiter((p_index[row[0]] for row in rows), dtype=np.intp, count=count),
             np.fromiter((s_index[row[1]] for row in rows), dtype=np.intp, count=count),
             np.fromiter((m_index[row[2]] for row in rows), dtype=np.intp, count=count))
+
+
+def _positions(ids: np.ndarray, names_by_id: dict[int, str]) -> tuple[np.ndarray, list[str]]:
+    """Each row's index into the sorted names its ids stand for, and those names."""
+    unique, inverse = np.unique(ids.astype(np.int64), return_inverse=True)
+    names = [names_by_id[int(i)] for i in unique]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.intp)
+    rank[order] = np.arange(len(names))
+    return rank[inverse], [names[i] for i in order]
+
+
+def _month(number: int) -> str:
+    return f"{number // 12:04d}-{number % 12 + 1:02d}"
+
+
+def _numbered(groups):
+    """``_cube_query``'s groups keyed by partner id, product id and month number (year * 12 +
+    month - 1), every value a float: a result of numbers alone, read without a Python object
+    per value."""
+    cube = groups.subquery()
+    year = cast(func.substr(cube.c.received_month, 1, 4), Integer)
+    month = cast(func.substr(cube.c.received_month, 6, 2), Integer)
+    return (select(cast(Partner.id, Float), cast(Product.id, Float),
+                   cast(year * 12 + month - 1, Float),
+                   *(cast(column, Float) for column in list(cube.c)[3:]))
+            .join_from(cube, Partner, Partner.code == cube.c.partner_code)
+            .join(Product, Product.sku == cube.c.sku))
+
+
+def _numbers(connection, query, width: int) -> np.ndarray:
+    """The rows of ``query`` (``width`` float columns, never NULL) as a (rows, width) array.
+
+    PostgreSQL sends them by binary COPY, read by numpy in one go; SQLite's rows are plain
+    tuples from its driver.
+    """
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    raw = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql":
+        rows = raw.execute(sql).fetchall()
+        return np.array(rows, dtype=float).reshape(len(rows), width)
+    with raw.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
+        data = b"".join(copy)
+    # PGCOPY header: signature (11 bytes), flags (4), header extension length (4) and the
+    # extension; each row: field count (int16), then per field its length (int32) and value;
+    # the trailer is a field count of -1.
+    start = 19 + int.from_bytes(data[15:19], "big")
+    row = np.dtype([("fields", ">i2"),
+                    ("cells", [("length", ">i4"), ("value", ">f8")], (width,))])
+    rows = np.frombuffer(data, dtype=row, offset=start,
+                         count=(len(data) - start - 2) // row.itemsize)
+    if not ((rows["fields"] == width).all() and (rows["cells"]["length"] == 8).all()):
+        raise RuntimeError("unexpected COPY data: a NULL or a value that is not float8")
+    return rows["cells"]["value"].astype(float)
 
 
 def _cube_query(until: str | None):
@@ -199,7 +279,7 @@ def _cube_query(until: str | None):
         func.sum(cast(h.labor_minutes, Integer) * h.labor_minutes),
         func.sum(h.parts_not_returned),
         func.sum(claimed),
-    ).where(*base).group_by(h.partner_code, h.sku, h.received_month)
+    ).where(*base).group_by(h.received_month, h.partner_code, h.sku)
 
 
 def _repeats_query(until: str | None):

@@ -62,15 +62,11 @@ def score_all(*, actor: Actor) -> ScoringSummary:
     hits = find_rule_hits()
     partner_ids = dict(db.session.execute(select(Partner.code, Partner.id)).all())
     counts = {"created": 0, "updated": 0, "reopened": 0}
-    seen: set[str] = set()
     window = _window(cube, as_of)
-    for verdict in verdicts:
-        if verdict.verdict == v.CLEAR:
-            continue
-        seen.add(_upsert(_from_verdict(verdict, partner_ids[verdict.partner], window),
-                         actor, counts))
-    for hit in hits:
-        seen.add(_upsert(_from_hit(hit, partner_ids[hit.partner]), actor, counts))
+    scored = [_from_verdict(verdict, partner_ids[verdict.partner], window)
+              for verdict in verdicts if verdict.verdict != v.CLEAR]
+    scored += [_from_hit(hit, partner_ids[hit.partner]) for hit in hits]
+    seen = _upsert_all(scored, actor, counts)
     db.session.execute(
         update(m.FraudFlag).where(m.FraudFlag.current.is_(True),
                                   m.FraudFlag.fingerprint.not_in(seen))
@@ -149,22 +145,52 @@ def _from_hit(hit: v.RuleHit, partner_id: int) -> dict[str, Any]:
 _TRACKED = ("signal", "reason", "amount_at_stake", "score")
 
 
-def _upsert(values: dict[str, Any], actor: Actor, counts: dict[str, int]) -> str:
+def _upsert_all(scored: list[dict[str, Any]], actor: Actor, counts: dict[str, int]) -> set[str]:
+    """Create or update the flag of each scored result; return their fingerprints.
+
+    A thousand rule hits are a thousand flags: the existing ones are read in one query and
+    the changes written in one flush, not a query and a flush per flag. The audit events
+    follow in the order of ``scored``, once the new flags have their ids.
+    """
+    flags = _flags_by_fingerprint({values["fingerprint"] for values in scored})
+    events: list[tuple[m.FraudFlag, dict[str, Any]]] = []
+    for values in scored:
+        _upsert(values, flags, counts, events)
+    db.session.flush()
+    for flag, event in events:
+        record_event(entity_type="fraud_flag", entity_id=flag.id, actor=actor, **event)
+    return {values["fingerprint"] for values in scored}
+
+
+_FINGERPRINTS_PER_QUERY = 5000
+
+
+def _flags_by_fingerprint(fingerprints: set[str]) -> dict[str, m.FraudFlag]:
+    wanted = sorted(fingerprints)
+    flags: dict[str, m.FraudFlag] = {}
+    for start in range(0, len(wanted), _FINGERPRINTS_PER_QUERY):
+        flags.update((flag.fingerprint, flag) for flag in db.session.scalars(
+            select(m.FraudFlag).where(
+                m.FraudFlag.fingerprint.in_(wanted[start:start + _FINGERPRINTS_PER_QUERY]))))
+    return flags
+
+
+def _upsert(values: dict[str, Any], flags: dict[str, m.FraudFlag], counts: dict[str, int],
+            events: list[tuple[m.FraudFlag, dict[str, Any]]]) -> None:
     fingerprint = values["fingerprint"]
-    flag = db.session.scalar(select(m.FraudFlag).where(m.FraudFlag.fingerprint == fingerprint))
+    flag = flags.get(fingerprint)
     now = utcnow()
     if flag is None:
-        flag = m.FraudFlag(**values, current=True, created_at=now, updated_at=now,
-                           last_scored_at=now)
+        flag = flags[fingerprint] = m.FraudFlag(**values, current=True, created_at=now,
+                                                updated_at=now, last_scored_at=now)
         db.session.add(flag)
-        db.session.flush()
         counts["created"] += 1
-        record_event(entity_type="fraud_flag", entity_id=flag.id, action="fraud_flag.raised",
-                     actor=actor, reason=flag.reason,
-                     data={"partner_id": flag.partner_id, "signal": flag.signal,
-                           "status": flag.status, "claim_ref": flag.claim_ref,
-                           "amount_at_stake": str(flag.amount_at_stake)})
-        return fingerprint
+        events.append((flag, {
+            "action": "fraud_flag.raised", "reason": flag.reason,
+            "data": {"partner_id": flag.partner_id, "signal": flag.signal,
+                     "status": flag.status, "claim_ref": flag.claim_ref,
+                     "amount_at_stake": str(flag.amount_at_stake)}}))
+        return
     changes = {name: (getattr(flag, name), values[name]) for name in _TRACKED
                if getattr(flag, name) != values[name]}
     status = _next_status(flag, values)
@@ -177,14 +203,12 @@ def _upsert(values: dict[str, Any], actor: Actor, counts: dict[str, int]) -> str
         flag.updated_at = now
         reopened = changes.get("status", (None, None))[0] == m.DISMISSED
         counts["reopened" if reopened else "updated"] += 1
-        record_event(
-            entity_type="fraud_flag", entity_id=flag.id,
-            action="fraud_flag.reopened" if reopened else "fraud_flag.rescored", actor=actor,
-            reason=("the evidence grew materially since it was dismissed" if reopened
-                    else None),
-            data={name: {"before": str(old), "after": str(new)}
-                  for name, (old, new) in changes.items()})
-    return fingerprint
+        events.append((flag, {
+            "action": "fraud_flag.reopened" if reopened else "fraud_flag.rescored",
+            "reason": ("the evidence grew materially since it was dismissed" if reopened
+                       else None),
+            "data": {name: {"before": str(old), "after": str(new)}
+                     for name, (old, new) in changes.items()}}))
 
 
 def _next_status(flag: m.FraudFlag, values: dict[str, Any]) -> str:

@@ -28,7 +28,11 @@ _PARTS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._/-]*)\s*:\s*(\d{1,3})\s*$")
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
 _BOOLEAN = _TRUE | _FALSE
-_MEMO_LIMIT = 100_000  # distinct parts lists remembered per import
+_MEMO_LIMIT = 100_000  # distinct parts lists (and other field texts) remembered per import
+# Texts the full rules would take as they are: a serial needing no trimming, an amount already
+# in cents (so Decimal(text) is the value the rules would quantize it to).
+_PLAIN_SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
+_PLAIN_AMOUNT = re.compile(r"[0-9]{1,10}\.[0-9]{2}")
 
 
 def validate_partner(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | None, RowErrors]:
@@ -50,6 +54,75 @@ def validate_partner(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict |
 
 
 def validate_repair(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | None, RowErrors]:
+    """A repair row as a record, or its errors; a history file repeats most of its values.
+
+    Partner codes, SKUs, dates, DOA flags, labor minutes, diagnosis codes and parts lists come
+    from a few thousand distinct texts: each text is checked once per import (by the full
+    rules below) and remembered when valid, so a row made of known texts is a few dictionary
+    lookups. Anything else, and every invalid row, goes through the full rules.
+    """
+    known = ctx.cache.get("repair_texts")
+    if known is None:
+        known = ctx.cache["repair_texts"] = _KnownTexts(ctx)
+    record = known.record(raw)
+    if record is not None:
+        return record, []
+    record, errors = _validate_repair(raw, ctx)
+    if record is not None:
+        known.learn(raw, record)
+    return record, errors
+
+
+class _KnownTexts:
+    """Valid field texts seen in this import, each with the value the full rules made of it."""
+
+    def __init__(self, ctx: ImportContext) -> None:
+        self.dates = ctx.dates
+        self.parts: dict[str, list[dict]] = ctx.cache.setdefault("parts", {})
+        self.partners: dict[str, str] = {}
+        self.skus: dict[str, str] = {}
+        self.doa: dict[str, bool] = {}
+        self.labor: dict[str, int] = {}
+        self.diagnosis: dict[str, str | None] = {"": None}
+
+    def record(self, raw: Mapping[str, str]) -> dict | None:
+        """The record of a row made only of known texts (and a plain serial and amount), or
+        None: then the full rules decide."""
+        try:  # every required column is in every row the reader yields
+            partner = self.partners[raw["partner_code"]]
+            sku = self.skus[raw["sku"]]
+            received = self.dates[raw["received_date"]]
+            completed = self.dates[raw["completed_date"]]
+            doa = self.doa[raw["doa"]]
+            parts = self.parts[raw["parts"]]
+            labor = self.labor[raw["labor_minutes"]]
+            diagnosis = self.diagnosis[raw.get("diagnosis_code") or ""]
+        except KeyError:
+            return None
+        serial, amount = raw["serial_number"], raw["claimed_amount"]
+        if (completed < received or raw.get("rma_number") or not _PLAIN_SERIAL.fullmatch(serial)
+                or not _PLAIN_AMOUNT.fullmatch(amount)):
+            return None
+        return {
+            "partner_code": partner, "serial_number": serial.upper(), "sku": sku,
+            "rma_number": None, "received_date": received, "completed_date": completed,
+            "doa": doa, "parts": parts, "labor_minutes": labor,
+            "claimed_amount": Decimal(amount), "diagnosis_code": diagnosis,
+        }
+
+    def learn(self, raw: Mapping[str, str], record: dict) -> None:
+        """Remember the texts of a row the full rules accepted."""
+        for memo, text, value in (
+                (self.partners, raw["partner_code"], record["partner_code"]),
+                (self.skus, raw["sku"], record["sku"]),
+                (self.doa, raw["doa"], record["doa"]),
+                (self.labor, raw["labor_minutes"], record["labor_minutes"]),
+                (self.diagnosis, raw.get("diagnosis_code") or "", record["diagnosis_code"])):
+            if len(memo) < _MEMO_LIMIT:
+                memo[text] = value
+
+
+def _validate_repair(raw: Mapping[str, str], ctx: ImportContext) -> tuple[dict | None, RowErrors]:
     errors: RowErrors = []
     partner = _code(raw, "partner_code", errors)
     if partner and partner not in ctx.extra.get("partner_codes", set()):

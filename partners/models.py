@@ -15,6 +15,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    text,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -233,14 +234,31 @@ class HistoricRepair(db.Model):
     import_id: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
-        db.UniqueConstraint("partner_code", "serial_number", "received_date"),
+        # The import's key. Serial first: it is also the index of every lookup by serial
+        # (fraud.facts' repeats, fraud.rules' overlaps, in received order), so the table
+        # keeps one index that new claims land all over, not two.
+        db.UniqueConstraint("serial_number", "received_date", "partner_code"),
         # Covers fraud.facts.load_cube's GROUP BY: its grouping columns first, then every
         # column it sums, so the aggregate reads this index alone, in order, and never the
-        # table (it also serves lookups by partner, or partner and SKU).
-        db.Index("ix_historic_repairs_cube", "partner_code", "sku", "received_month", "doa",
+        # table. The month leads: claims arrive roughly in date order, so new entries land
+        # in the last months' pages, which stay cached, instead of all over the index (with
+        # the partner first it was the dearest index to keep up in a history import); and a
+        # scoring window is a range of it.
+        db.Index("ix_historic_repairs_cube", "received_month", "partner_code", "sku", "doa",
                  "late_doa", "parts_quantity", "parts_cost", "premium_parts", "labor_minutes",
                  "parts_not_returned", "claimed_amount"),
-        db.Index("ix_historic_repairs_serial_received", "serial_number", "received_date"),
+        # The hard rules (fraud.rules) read the few claims that break one: partial indexes of
+        # just those claims, so a rule reads a few hundred rows, not the whole history.
+        # Each predicate is spelled as SQLAlchemy renders the rule's condition on that database.
+        db.Index("ix_historic_repairs_outside_bom", "id",
+                 sqlite_where=text("outside_bom_parts > 0"),
+                 postgresql_where=text("outside_bom_parts > 0")),
+        db.Index("ix_historic_repairs_outside_warranty", "id",
+                 sqlite_where=text("outside_warranty IS 1"),
+                 postgresql_where=text("outside_warranty IS true")),
+        db.Index("ix_historic_repairs_unregistered", "id",
+                 sqlite_where=text("serial_registered IS 0"),
+                 postgresql_where=text("serial_registered IS false")),
         CheckConstraint("completed_date >= received_date", name="completed_after_received"),
         CheckConstraint("labor_minutes >= 0", name="labor_nonnegative"),
     )
