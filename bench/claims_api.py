@@ -41,7 +41,6 @@ import json
 import os
 import pstats
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+
+from bench.common import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.5
@@ -289,7 +290,7 @@ def gunicorn(
         wait_until_ready(proc, port, log_path, workers)
         yield port
     finally:
-        stop(proc)
+        stop_process(proc, grace=15)
 
 
 def wait_until_ready(
@@ -314,22 +315,6 @@ def wait_until_ready(
             time.sleep(0.2)
         finally:
             conn.close()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, SIGKILL if it has not gone within 15 s."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def tail(path: Path, lines: int = 30) -> str:
