@@ -21,14 +21,15 @@ def public_reasons(claim: Claim | None = None, *, reasons: list[dict[str, Any]] 
                    language: str | None = None) -> list[dict[str, str]]:
     """Reasons as a customer may see them: public codes, translated sentences, no dupes."""
     reasons = claim.reasons if reasons is None else reasons
+    language = language or claim.language
     seen, out = set(), []
-    with force_locale(language or claim.language):
-        for reason in reasons:
-            code = public_code(reason["code"])
-            if code in seen:
-                continue
-            seen.add(code)
-            out.append({"code": code, "message": reason_text(code, reason.get("params", {}))})
+    for reason in reasons:
+        code = public_code(reason["code"])
+        if code in seen:
+            continue
+        seen.add(code)
+        out.append({"code": code,
+                    "message": reason_text(code, reason.get("params", {}), language)})
     return out
 
 

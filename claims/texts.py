@@ -6,9 +6,11 @@ is rendered, in the claim's language.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 from claims import rules
@@ -109,18 +111,41 @@ EMAIL_SUBJECTS = {
 }
 
 
-def reason_text(code: str, params: Mapping[str, Any]) -> str:
-    """The customer's sentence for a reason code (falls back to the code itself)."""
-    text = REASONS.get(code)
+def reason_text(code: str, params: Mapping[str, Any], language: str | None = None) -> str:
+    """The customer's sentence for a reason code (falls back to the code itself).
+
+    In ``language`` when given, else in the current locale.
+    """
+    text = _translated(language, "reason", code)
     if text is None:
         return code
     values = dict(params)
     if "fault_category" in values:
-        values["fault"] = str(FAULTS.get(values["fault_category"], values["fault_category"]))
+        fault = values["fault_category"]
+        values["fault"] = _translated(language, "fault", fault) or fault
     try:
-        return str(text) % values if "%(" in str(text) else str(text)
+        return text % values if "%(" in text else text
     except (KeyError, ValueError, TypeError):
-        return str(text)
+        return text
+
+
+_TEXTS: Mapping[str, Mapping[str, Any]] = {"reason": REASONS, "fault": FAULTS}
+
+
+def _translated(language: str | None, table: str, key: str) -> str | None:
+    if language is None:
+        text = _TEXTS[table].get(key)
+        return None if text is None else str(text)
+    return _translated_in(language, table, key)
+
+
+@functools.lru_cache(maxsize=512)
+def _translated_in(language: str, table: str, key: str) -> str | None:
+    # The catalogs are fixed while the process runs, so each text is translated once per
+    # language: switching the locale for every answer costs more than the rest of the answer.
+    with force_locale(language):
+        text = _TEXTS[table].get(key)
+        return None if text is None else str(text)
 
 
 def timeline_text(kind: str, params: Mapping[str, Any]) -> str:

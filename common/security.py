@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, g, request, url_for
+from flask import Flask, Request, Response, current_app, g, request, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from common.actors import current_request_id
 
@@ -53,6 +54,7 @@ def leaves_site(location: str, host: str) -> bool:
 
 def register_request_hooks(app: Flask) -> None:
     """Assign a request id (honouring a sane ``X-Request-ID``) and set security headers."""
+    app.session_interface = CookieSessionInterface()
 
     @app.url_value_preprocessor
     def apply_body_limit(endpoint: str | None, values: dict[str, Any] | None) -> None:
@@ -76,27 +78,51 @@ def register_request_hooks(app: Flask) -> None:
             current_request_id.reset(token)
 
     docs_csp = _docs_csp(app.config.get("OPENAPI_SWAGGER_UI_URL") or "")
+    static_headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+    ]
+    if app.config.get("HSTS_SECONDS"):
+        # Browsers ignore HSTS received over plain HTTP, so sending it always is harmless.
+        static_headers.append(("Strict-Transport-Security",
+                               f"max-age={app.config['HSTS_SECONDS']}; includeSubDomains"))
 
     @app.after_request
     def set_security_headers(response: Response) -> Response:
         headers = response.headers
-        if getattr(g, "request_id", None):
-            headers["X-Request-ID"] = g.request_id
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        is_docs = request.path == "/api/docs"
-        headers.setdefault("Content-Security-Policy", docs_csp if is_docs else DEFAULT_CSP)
-        if app.config.get("HSTS_SECONDS"):
-            # Browsers ignore HSTS received over plain HTTP, so sending it always is harmless.
-            hsts = f"max-age={app.config['HSTS_SECONDS']}; includeSubDomains"
-            headers.setdefault("Strict-Transport-Security", hsts)
-        if request.path.startswith("/api/") or "Set-Cookie" in headers:
-            headers.setdefault("Cache-Control", "no-store")
+        request_id = g.get("request_id")
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        path = request.path
+        present = {name.lower() for name, _value in headers.items()}
+        # One pass over the response's headers, not one per default: every answer pays this.
+        headers.extend([(name, value) for name, value in static_headers
+                        if name.lower() not in present])
+        if "content-security-policy" not in present:
+            headers["Content-Security-Policy"] = docs_csp if path == "/api/docs" else DEFAULT_CSP
+        if "cache-control" not in present and (path.startswith("/api/")
+                                               or "set-cookie" in present):
+            headers["Cache-Control"] = "no-store"
         # Redirects never leave the site, whatever a ``next`` parameter slipped through.
         location = headers.get("Location")
         if location and leaves_site(location, request.host):
             headers["Location"] = url_for("core.index")
         return response
+
+
+class CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, without building the signer when there is no cookie.
+
+    API clients send no session cookie; building the signing serializer for each of their
+    requests only to find nothing to verify is a measurable part of a small request. Without a
+    secret key the app still gets Flask's null session (and its clear error).
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+

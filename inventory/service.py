@@ -44,11 +44,16 @@ class ScanResult:
     unit: Unit | None = None
 
 
-def expect_unit(*, rma_id: int, serial_number: str, sku: str | None, actor: Actor) -> Unit:
-    """A unit the customer is about to send back (called when the RMA is issued)."""
-    unit = Unit(rma_id=rma_id, expected_serial=serial_number, sku=sku)
-    db.session.add(unit)  # flushed with the commit: nothing needs its id before then
-    return unit
+# A unit is only appended when its RMA is issued (receiving loads it later): one Core statement
+# with the columns' defaults, instead of a unit-of-work flush in the filing transaction.
+_INSERT_UNIT = Unit.__table__.insert().returning(Unit.__table__.c.id)
+
+
+def expect_unit(*, rma_id: int, serial_number: str, sku: str | None, actor: Actor) -> int:
+    """A unit the customer is about to send back (called when the RMA is issued); its id."""
+    return db.session.connection().execute(
+        _INSERT_UNIT, {"rma_id": rma_id, "expected_serial": serial_number, "sku": sku}
+    ).scalar_one()
 
 
 def record_scan(

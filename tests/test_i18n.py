@@ -147,3 +147,17 @@ def test_reason_text_in_swedish_fills_in_the_parameter(app: Flask) -> None:
         excluded = reason_text(rules.EXCLUDED_FAULT, {"fault_category": "water_damage"})
     assert ended == "Garantin för den här produkten gick ut 2024-05-31."
     assert excluded == "Garantin täcker inte den här typen av fel (Vatten- eller vätskeskada)."
+
+
+def test_reason_text_in_a_given_language_ignores_the_current_locale(app: Flask) -> None:
+    # The API answers in the claim's language whatever the request's locale is; the
+    # translations are remembered per language, so asking twice must give the same words.
+    with app.test_request_context("/?lang=sv"), force_locale("sv"):
+        spanish = [reason_text(rules.EXCLUDED_FAULT, {"fault_category": "water_damage"}, "es")
+                   for _ in range(2)]
+        swedish = reason_text(rules.EXCLUDED_FAULT, {"fault_category": "water_damage"})
+        english = reason_text(rules.OUT_OF_WARRANTY, {"ended_on": "2024-05-31"}, "en")
+    assert spanish[0] == spanish[1] != swedish
+    assert "(Vatten- eller vätskeskada)" in swedish
+    assert "water_damage" not in spanish[0] and "(" in spanish[0]
+    assert english == "The warranty for this product ended on 2024-05-31."

@@ -187,3 +187,18 @@ def test_login_limit_is_shared_by_every_web_host_through_redis(make_app):
             "email": "x@example.test", "password": "nope-nope-nope", "csrf_token": token,
         }).status_code)
     assert statuses[:4] == [401] * 4 and statuses[4:] == [429, 429]
+
+
+def test_requests_without_a_session_cookie_get_an_empty_session_and_no_cookie(client):
+    api = client.post("/api/v1/claims", json={})
+    assert api.status_code == 422 and "Set-Cookie" not in api.headers
+    assert api.headers["Cache-Control"] == "no-store"
+    assert api.headers["X-Frame-Options"] == "DENY"
+    assert api.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+
+
+def test_a_forged_session_cookie_is_ignored(client):
+    client.set_cookie("session", "not-a-signed-value")
+    page = client.get("/login")
+    assert page.status_code == 200
+    assert "Set-Cookie" in page.headers  # a fresh session (the login form's CSRF token)
