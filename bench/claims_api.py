@@ -11,7 +11,8 @@ counted, then ``--seconds`` measured. The target is claim filing at >= 50% of th
 Claim filing (``POST /api/v1/claims``): the database is migrated and loaded through the real
 ``flask --app app demo`` import; every request files a claim for a different registered serial
 with its correct email and a fault the product does not exclude, so every claim is approved:
-validation, decision, RMA, timeline, audit events, a label job and an email job. ``REDIS_URL``
+validation, decision, RMA, timeline, audit events, a label job and an email job (two outbox rows
+sent to rq as one rq job). ``REDIS_URL``
 points at a Redis database flushed before and after, so jobs are enqueued on rq (outbox row,
 then the enqueue after commit) as in production; no worker runs.
 
@@ -432,13 +433,16 @@ def flush_redis(redis_url: str) -> None:
         conn.close()
 
 
-def rq_jobs_queued(redis_url: str) -> int:
+def rq_jobs_queued(redis_url: str) -> tuple[int, int]:
+    """rq jobs waiting in every queue, and the outbox rows they carry between them."""
     from redis import Redis
     from rq import Queue
 
     conn = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
     try:
-        return sum(queue.count for queue in Queue.all(connection=conn))
+        jobs = [job for queue in Queue.all(connection=conn) for job in queue.get_jobs()]
+        rows = sum(len(job.args[0]) if isinstance(job.args[0], list) else 1 for job in jobs)
+        return len(jobs), rows
     finally:
         conn.close()
 
@@ -476,7 +480,7 @@ def snapshot(app: Flask, redis_url: str, after_claim_id: int = 0) -> dict[str, i
             ),
         }
         db.session.remove()
-    counts["queued"] = rq_jobs_queued(redis_url)
+    counts["queued"], counts["carried"] = rq_jobs_queued(redis_url)
     return counts
 
 
@@ -501,14 +505,17 @@ def verify(
     bare_rows: int,
     redis_url: str,
 ) -> bool:
-    """Every 201 is one approved claim with one RMA, 3 audit events and 2 jobs enqueued."""
+    """Every 201 is one approved claim with one RMA, 3 audit events and 2 outbox jobs (label
+    and email) enqueued on rq together, in one rq job."""
     after = snapshot(app, redis_url, after_claim_id=before["max_claim_id"])
-    delta = {key: after[key] - before[key] for key in ("events", "jobs", "dispatched", "queued")}
+    delta = {key: after[key] - before[key]
+             for key in ("events", "jobs", "dispatched", "queued", "carried")}
     claims_ok = (
         after["claims"] == after["rmas"] == after["approved"] == after["serials"] == created
         and delta["events"] == 3 * created
     )
-    jobs_ok = delta["jobs"] == delta["dispatched"] == delta["queued"] == 2 * created
+    jobs_ok = (delta["jobs"] == delta["dispatched"] == delta["carried"] == 2 * created
+               and delta["queued"] == created)
     bare_ok = bare_rows == bare_created
     print(
         f"claims:  201 responses {created} (warm-up included); new rows: claims "
@@ -517,8 +524,9 @@ def verify(
         f"(expected {3 * created}) -> {'OK' if claims_ok else 'MISMATCH'}"
     )
     print(
-        f"jobs:    new outbox rows {delta['jobs']}, dispatched {delta['dispatched']}, rq jobs "
-        f"queued {delta['queued']} (expected {2 * created}: label + email per claim) -> "
+        f"jobs:    new outbox rows {delta['jobs']}, dispatched {delta['dispatched']}, carried "
+        f"by {delta['queued']} rq jobs queued (expected {2 * created}: label + email per claim, "
+        f"in {created} rq jobs) -> "
         f"{'OK' if jobs_ok else 'MISMATCH'}"
     )
     print(

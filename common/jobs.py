@@ -2,7 +2,10 @@
 
 ``enqueue_job("name", key=value)`` adds an ``outbox_jobs`` row to the current transaction. When
 that transaction commits, the row is dispatched: run inline in a fresh app context and session
-(no ``REDIS_URL``), or enqueued on rq with the deterministic job id ``outbox-<id>``. If Redis is
+(no ``REDIS_URL``), or enqueued on rq with the deterministic job id ``outbox-<id>``. Rows of one
+transaction that dispatch alike (same queue, timeout and retries) share one rq job, named after
+the first of them and recorded in ``rq_job``: filing a claim queues a label and an email, and
+each rq job costs the request more than the rest of its writes together. If Redis is
 down or the process dies between commit and enqueue, the row stays pending and
 ``flask --app app outbox relay`` enqueues it later, so nothing is lost. A job marks its row
 completed and skips rows already completed, so rq's at-least-once delivery runs it once in effect.
@@ -46,6 +49,11 @@ class JobSpec:
 _registry: dict[str, JobSpec] = {}
 
 
+def _dispatch_key(spec: JobSpec) -> tuple:
+    """Jobs with equal keys may share one rq job: rq applies these options per job."""
+    return (spec.queue, spec.timeout, spec.result_ttl, spec.failure_ttl, spec.retry_intervals)
+
+
 def job(
     name: str,
     *,
@@ -81,12 +89,14 @@ class OutboxJob(db.Model):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The rq job this row was sent in when it shares one with an earlier row of its transaction.
+    rq_job: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (db.Index("ix_outbox_jobs_pending", "completed_at", "dispatched_at", "id"),)
 
     @property
     def rq_job_id(self) -> str:
-        return f"outbox-{self.id}"
+        return self.rq_job or f"outbox-{self.id}"
 
 
 @dataclass(frozen=True)
@@ -96,10 +106,11 @@ class QueuedJob:
     id: int
     job_name: str
     kwargs: dict[str, Any]
+    rq_job: str | None = None
 
     @property
     def rq_job_id(self) -> str:
-        return f"outbox-{self.id}"
+        return self.rq_job or f"outbox-{self.id}"
 
 
 # Outbox rows are appended in the caller's transaction and changed later only by the dispatch
@@ -109,18 +120,25 @@ _INSERT_OUTBOX = OutboxJob.__table__.insert().returning(OutboxJob.__table__.c.id
 
 def enqueue_job(job_name: str, **kwargs: Any) -> QueuedJob:
     """Record a job in the current transaction; it is dispatched after the commit."""
-    if job_name not in _registry:
+    spec = _registry.get(job_name)
+    if spec is None:
         raise KeyError(f"unknown job {job_name!r}")
     values: dict[str, Any] = {"job_name": job_name, "kwargs": kwargs}
+    session = db.session()
+    earlier: list[QueuedJob] = session.info.setdefault(_NEW_KEY, [])
     if _dispatches_to_rq():
         # Marked as dispatched in the same transaction, so the commit is the only write: the
         # enqueue after it needs no second round trip. If the enqueue then fails, the row is
         # unmarked again; if the process dies first, the relay re-sends stale rows.
         values["dispatched_at"] = utcnow()
-    session = db.session()
+        key = _dispatch_key(spec)
+        leader = next((q for q in earlier if q.rq_job is None
+                       and _dispatch_key(_registry[q.job_name]) == key), None)
+        if leader is not None:
+            values["rq_job"] = leader.rq_job_id
     outbox_id = session.connection().execute(_INSERT_OUTBOX, values).scalar_one()
-    queued = QueuedJob(outbox_id, job_name, kwargs)
-    session.info.setdefault(_NEW_KEY, []).append(queued)
+    queued = QueuedJob(outbox_id, job_name, kwargs, values.get("rq_job"))
+    earlier.append(queued)
     return queued
 
 
@@ -145,7 +163,7 @@ def install_session_hooks() -> None:
 def _note_committed(session: Session) -> None:
     queued = session.info.pop(_NEW_KEY, None)
     if queued:
-        session.info[_COMMITTED_KEY] = [(q.id, q.job_name, q.kwargs) for q in queued]
+        session.info[_COMMITTED_KEY] = [(q.id, q.job_name, q.rq_job_id) for q in queued]
 
 
 def _dispatch_after_commit(session: Session, transaction: Any) -> None:
@@ -186,21 +204,29 @@ def _unmark(app: Flask, ids: list[int]) -> None:
         log.exception("outbox: could not unmark %s", ids)
 
 
-def enqueue_rows(app: Flask, rows: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """Put committed outbox rows on their rq queues in one round trip to Redis."""
+def enqueue_rows(app: Flask, rows: list[tuple[int, str, str]]) -> None:
+    """Put committed outbox rows ``(id, job name, rq job id)`` on rq in one round trip to Redis.
+
+    Rows naming the same rq job go in it together (``run_outbox_jobs``).
+    """
     from rq import Queue, Retry
 
+    together: dict[str, list[tuple[int, JobSpec]]] = {}
+    for outbox_id, name, rq_job_id in rows:
+        together.setdefault(rq_job_id, []).append((outbox_id, _registry[name]))
     by_queue: dict[str | None, list] = {}
-    for outbox_id, name, _kwargs in rows:
-        spec = _registry[name]
+    for rq_job_id, members in together.items():
+        ids = [outbox_id for outbox_id, _spec in members]
+        spec = members[0][1]
+        names = ", ".join(f"{member.name} (outbox {outbox_id})" for outbox_id, member in members)
         by_queue.setdefault(spec.queue, []).append(Queue.prepare_data(
-            run_outbox_job,
-            args=(outbox_id,),
-            job_id=f"outbox-{outbox_id}",
-            timeout=spec.timeout,
+            run_outbox_job if len(ids) == 1 else run_outbox_jobs,
+            args=(ids[0],) if len(ids) == 1 else (ids,),
+            job_id=rq_job_id,
+            timeout=spec.timeout * len(ids),
             result_ttl=spec.result_ttl,
             failure_ttl=spec.failure_ttl,
-            description=f"{spec.name} (outbox {outbox_id})",
+            description=names,
             retry=Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
             if spec.retry_intervals else None,
         ))
@@ -240,15 +266,43 @@ def _app_for_job() -> Flask:
     return _worker_app
 
 
+class OutboxJobsFailed(RuntimeError):
+    """Some rows of a shared rq job failed; rq retries it and the completed rows are skipped."""
+
+
 def run_outbox_job(outbox_id: int) -> str:
     """rq entry point: run one outbox row in its own app context and session."""
     app = _app_for_job()
     with app.app_context():
-        if getattr(app, "_aftercare_pid", None) != os.getpid():
-            # Forked work horse: never reuse the parent's pooled connections.
-            db.engine.dispose(close=False)
-            app._aftercare_pid = os.getpid()  # type: ignore[attr-defined]
+        _fresh_connections_after_fork(app)
         return execute(outbox_id)
+
+
+def run_outbox_jobs(outbox_ids: list[int]) -> list[str]:
+    """rq entry point for rows sent together: each in its own app context and session.
+
+    One row failing does not keep the others from running; the rq job fails afterwards.
+    """
+    app = _app_for_job()
+    results, failed = [], []
+    for outbox_id in outbox_ids:
+        with app.app_context():
+            _fresh_connections_after_fork(app)
+            try:
+                results.append(execute(outbox_id))
+            except Exception as exc:  # noqa: BLE001 - recorded on the row; raised below
+                log.warning("outbox: job %s failed: %r", outbox_id, exc)
+                failed.append(outbox_id)
+    if failed:
+        raise OutboxJobsFailed(f"outbox rows {failed} failed (see their last_error)")
+    return results
+
+
+def _fresh_connections_after_fork(app: Flask) -> None:
+    if getattr(app, "_aftercare_pid", None) != os.getpid():
+        # Forked work horse: never reuse the parent's pooled connections.
+        db.engine.dispose(close=False)
+        app._aftercare_pid = os.getpid()  # type: ignore[attr-defined]
 
 
 def execute(outbox_id: int) -> str:
@@ -315,7 +369,7 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
     With ``ids`` only those rows are considered; otherwise the oldest pending rows and rows
     dispatched long ago whose rq job has vanished. Returns how many were enqueued.
     """
-    from rq.job import Job, JobStatus
+    from rq.job import JobStatus
 
     with app.app_context():
         now = utcnow()
@@ -330,34 +384,33 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
         rows = db.session.scalars(query.order_by(OutboxJob.id).limit(limit)).all()
         enqueued = 0
         conn = redis_connection(app)
+        # Every status is read before anything is re-sent: a row re-sent alone under its own
+        # id may reuse the id of the vanished job another row still names.
+        statuses = {job_id: _rq_status(job_id, conn)
+                    for job_id in {row.rq_job_id for row in rows if row.dispatched_at}}
+        # Alive jobs are left alone; failed ones wait in rq's failed registry for an
+        # operator (requeue there) rather than being retried here for ever.
+        settled = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
+                   JobStatus.DEFERRED, JobStatus.FAILED)
         for row in rows:
-            if row.dispatched_at is not None:
-                try:
-                    job = Job.fetch(row.rq_job_id, connection=conn)
-                    status = job.get_status()
-                except Exception:  # noqa: BLE001 - job expired from Redis or never arrived
-                    status = None
-                if status == JobStatus.QUEUED and _orphaned(job, conn):
-                    status = None  # a worker took it off the queue and died before starting
-                # Alive jobs are left alone; failed ones wait in rq's failed registry for an
-                # operator (requeue there) rather than being retried here for ever.
-                settled = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
-                           JobStatus.DEFERRED, JobStatus.FAILED)
-                if status in settled:
-                    continue
+            if row.dispatched_at is not None and statuses[row.rq_job_id] in settled:
+                continue
             unchanged = (
                 OutboxJob.dispatched_at.is_(None)
                 if row.dispatched_at is None
                 else OutboxJob.dispatched_at == row.dispatched_at
             )
+            # Re-sent alone, under its own job id: the others it once shared a job with are
+            # settled or re-sent on their own.
             claimed = db.session.execute(
-                update(OutboxJob).where(OutboxJob.id == row.id, unchanged).values(dispatched_at=now)
+                update(OutboxJob).where(OutboxJob.id == row.id, unchanged)
+                .values(dispatched_at=now, rq_job=None)
             ).rowcount
             db.session.commit()
             if claimed != 1:
                 continue  # another relay got it
             try:
-                enqueue_rows(app, [(row.id, row.job_name, dict(row.kwargs))])
+                enqueue_rows(app, [(row.id, row.job_name, f"outbox-{row.id}")])
             except Exception:
                 # Unclaim so the next relay pass retries it; then let the caller know.
                 db.session.execute(
@@ -367,6 +420,20 @@ def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
                 raise
             enqueued += 1
         return enqueued
+
+
+def _rq_status(job_id: str, conn: Any) -> Any:
+    """The rq job's status; None when it vanished or was lost between dequeue and start."""
+    from rq.job import Job, JobStatus
+
+    try:
+        job = Job.fetch(job_id, connection=conn)
+        status = job.get_status()
+    except Exception:  # noqa: BLE001 - job expired from Redis or never arrived
+        return None
+    if status == JobStatus.QUEUED and _orphaned(job, conn):
+        return None  # a worker took it off the queue and died before starting
+    return status
 
 
 def _orphaned(job: Any, conn: Any) -> bool:

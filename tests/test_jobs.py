@@ -192,3 +192,71 @@ def test_duplicate_delivery_runs_the_job_once_in_effect(rq_app, database_url):
     jobs.queue_for(rq_app).enqueue(jobs.run_outbox_job, row.id, job_id=f"dup-{row.id}")
     assert run_worker(rq_app, database_url).returncode == 0
     assert checks() == 1
+
+
+# --- rows of one transaction sharing an rq job ---------------------------------------------------
+
+
+def test_rows_sent_together_run_on_when_one_fails_and_the_job_fails(app):
+    FLAKY_FAILURES.clear()  # outbox ids start again in every test
+    first = enqueue_job("tests.flaky", fail_times=1)
+    second = enqueue_job("audit.verify_chain")
+    db.session.commit()  # inline: the flaky one failed, the other ran
+    db.session.execute(update(OutboxJob).values(completed_at=None))  # as if never run
+    db.session.commit()
+    FLAKY_FAILURES.pop(first.id, None)
+    jobs.set_worker_app(app)
+    app._aftercare_pid = os.getpid()  # this process's pool, not a forked work horse's
+    try:
+        with pytest.raises(jobs.OutboxJobsFailed, match=str(first.id)):
+            jobs.run_outbox_jobs([first.id, second.id])
+        db.session.rollback()
+        assert db.session.get(OutboxJob, second.id).completed_at is not None
+        assert db.session.get(OutboxJob, first.id).completed_at is None
+        # rq retries the whole job: the completed row is skipped, the failed one runs again.
+        assert jobs.run_outbox_jobs([first.id, second.id]) == ["completed", "already-completed"]
+    finally:
+        jobs.set_worker_app(None)
+    db.session.rollback()
+    assert db.session.get(OutboxJob, first.id).attempts == 3  # inline, failed, retried
+
+
+@requires_redis
+def test_jobs_of_one_transaction_share_an_rq_job_when_dispatched_alike(rq_app, database_url):
+    from rq.job import Job
+
+    label = enqueue_job("audit.verify_chain")
+    check = enqueue_job("audit.verify_chain")
+    webhook = enqueue_job("webhooks.deliver", delivery_id=0)  # other retries: a job of its own
+    db.session.commit()
+    rows = {row.id: row for row in db.session.scalars(select(OutboxJob))}
+    assert rows[label.id].rq_job is None
+    assert rows[check.id].rq_job == f"outbox-{label.id}" == rows[check.id].rq_job_id
+    assert rows[webhook.id].rq_job is None
+    connection = jobs.redis_connection(rq_app)
+    shared = Job.fetch(f"outbox-{label.id}", connection=connection)
+    assert shared.args == ([label.id, check.id],)
+    assert Job.fetch(f"outbox-{webhook.id}", connection=connection).args == (webhook.id,)
+    jobs.queue_for(rq_app).remove(f"outbox-{webhook.id}")
+    assert run_worker(rq_app, database_url).returncode == 0
+    assert checks() == 2
+    db.session.rollback()
+    assert db.session.get(OutboxJob, check.id).completed_at is not None
+
+
+@requires_redis
+def test_relay_resends_a_row_of_a_vanished_shared_job_under_its_own_id(rq_app, database_url):
+    from rq.job import Job
+
+    first = enqueue_job("audit.verify_chain")
+    second = enqueue_job("audit.verify_chain")
+    db.session.commit()
+    connection = jobs.redis_connection(rq_app)
+    Job.fetch(f"outbox-{first.id}", connection=connection).delete()
+    db.session.execute(update(OutboxJob).values(dispatched_at=utcnow() - timedelta(hours=1)))
+    db.session.commit()
+    assert jobs.relay(rq_app) == 2
+    assert Job.fetch(f"outbox-{second.id}", connection=connection).args == (second.id,)
+    assert db.session.get(OutboxJob, second.id).rq_job is None
+    assert run_worker(rq_app, database_url).returncode == 0
+    assert checks() == 2
