@@ -142,3 +142,72 @@ def test_repairs_sharing_a_parts_text_each_keep_their_own_facts(app):
     # The main board is in the phone's bill of materials, not the tablet's.
     assert (rows["A-1"].outside_bom_parts, rows["B-1"].outside_bom_parts) == (0, 1)
     assert rows["A-1"].parts_cost == rows["B-1"].parts_cost == Decimal("120.00")
+
+
+def _history_rows(count: int, amount: str = "45.00") -> list[str]:
+    parts = ("", "BAT-1:1", "MB-1:1;BAT-1:2", "SCR-1:1")
+    return [f"FIXIT,S{n:03d},{('PH-1', 'TB-1')[n % 2]},2025-03-{1 + n % 28:02d},"
+            f"2025-03-{1 + n % 28:02d},{'true' if n % 5 == 0 else 'false'},{parts[n % 4]},"
+            f"{15 + n},{amount}" for n in range(count)]
+
+
+def _stored_history() -> list[tuple]:
+    db.session.expire_all()
+    skip = {"id", "import_id"}
+    return sorted(tuple(getattr(row, column.name) for column in HistoricRepair.__table__.c
+                        if column.name not in skip)
+                  for row in db.session.scalars(select(HistoricRepair)))
+
+
+def test_inserting_by_copy_or_by_insert_on_conflict_stores_the_same(app, monkeypatch):
+    # PostgreSQL COPYs a chunk whose keys are probably new straight into the table, and other
+    # chunks through a temporary table and INSERT ... ON CONFLICT: both store the same rows.
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 4)
+    load_catalog()
+    register_purchase("S004")
+    run_import("partners", csv_bytes(PARTNERS, "FIXIT,Fix It AB,SE"), actor=TEST_ACTOR)
+    prepare_insert = importing._prepare_insert
+    stored = []
+    for fresh in (False, True):
+        def forced(table, rules, rows, extra=None, fresh=fresh, **options):
+            return prepare_insert(table, rules, rows, extra, fresh=fresh, **options)
+
+        monkeypatch.setattr(importing, "_prepare_insert", forced)
+        report = run_import("repairs", csv_bytes(REPAIRS, *_history_rows(10)), actor=TEST_ACTOR)
+        assert (report.inserted, report.rejected) == (10, 0)
+        stored.append(_stored_history())
+        db.session.execute(HistoricRepair.__table__.delete())
+        db.session.commit()
+
+    assert stored[0] == stored[1] and len(stored[0]) == 10
+
+
+def test_a_chunk_copied_into_keys_another_import_took_falls_back_and_counts_exactly(
+        app, monkeypatch):
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(importing, "COMMIT_ROWS", 4)  # SQLite lets the other import commit
+    load_catalog()
+    run_import("partners", csv_bytes(PARTNERS, "FIXIT,Fix It AB,SE"), actor=TEST_ACTOR)
+    prepare_insert = importing._prepare_insert
+    fresh_chunks: list[bool] = []
+
+    def racing(table, rules, rows, extra=None, **options):
+        fresh_chunks.append(options["fresh"])
+        if len(fresh_chunks) == 2:  # another import takes two keys of the second chunk
+            taken = [dict(row, claimed_amount=Decimal("1.00")) for row in rows[1:3]]
+            with db.engine.begin() as other:
+                other.execute(table.insert(), taken)
+        return prepare_insert(table, rules, rows, extra, **options)
+
+    monkeypatch.setattr(importing, "_prepare_insert", racing)
+    first = run_import("repairs", csv_bytes(REPAIRS, *_history_rows(10)), actor=TEST_ACTOR)
+    monkeypatch.setattr(importing, "_prepare_insert", prepare_insert)
+    # A re-import with every amount changed, and two new rows.
+    again = run_import("repairs", csv_bytes(REPAIRS, *_history_rows(12, amount="46.00")),
+                       actor=TEST_ACTOR)
+
+    assert fresh_chunks == [True, True, False]  # the third follows a chunk with taken keys
+    assert (first.inserted, first.updated, first.unchanged) == (8, 2, 0)
+    assert (again.inserted, again.updated, again.unchanged) == (2, 10, 0)
+    amounts = db.session.scalars(select(HistoricRepair.claimed_amount)).all()
+    assert len(amounts) == 12 and set(amounts) == {Decimal("46.00")}

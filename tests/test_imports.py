@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import hashlib
 import io
 from datetime import UTC, date, datetime, timedelta
@@ -339,18 +341,18 @@ def test_files_larger_than_one_chunk_are_imported_and_reimported(app, monkeypatc
 
 def test_a_row_another_import_inserted_meanwhile_is_treated_as_existing(app, monkeypatch):
     load_catalog()
-    insert_new_rows = importing._insert_ignoring_conflicts
+    prepare_insert = importing._prepare_insert
     raced: list[dict] = []
 
-    def racing_insert(table, rules, rows, extra=None):
+    def racing_prepare(table, rules, rows, extra=None, **options):
         # Another import commits SN-1 after this one looked for existing keys.
         if rows and not raced:
             raced.append(dict(rows[0], customer_email="old@example.com"))
             with db.engine.begin() as other:
                 other.execute(table.insert(), raced)
-        return insert_new_rows(table, rules, rows, extra)
+        return prepare_insert(table, rules, rows, extra, **options)
 
-    monkeypatch.setattr(importing, "_insert_ignoring_conflicts", racing_insert)
+    monkeypatch.setattr(importing, "_prepare_insert", racing_prepare)
 
     report = import_purchases(purchase_row("SN-1"), purchase_row("SN-2"))
 
@@ -362,6 +364,106 @@ def test_a_row_another_import_inserted_meanwhile_is_treated_as_existing(app, mon
     assert event.data == {
         "customer_email": {"before": "old@example.com", "after": "ann@example.com"}
     }
+
+
+def test_a_chunk_some_of_whose_keys_another_import_took_counts_each_row_once(app, monkeypatch):
+    # Rows out of key order, chunks of 4 inserted while the next chunk is read, and in the
+    # second chunk two keys (not the first ones in key order) taken by another import (which
+    # SQLite lets commit once this one has committed its first chunk).
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(importing, "COMMIT_ROWS", 4)
+    load_catalog()
+    prepare_insert = importing._prepare_insert
+    calls: list[int] = []
+
+    def racing_prepare(table, rules, rows, extra=None, **options):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            taken = [dict(row, customer_email="old@example.com") for row in rows
+                     if row["serial_number"] in ("SN-5", "SN-7")]
+            with db.engine.begin() as other:
+                other.execute(table.insert(), taken)
+        return prepare_insert(table, rules, rows, extra, **options)
+
+    monkeypatch.setattr(importing, "_prepare_insert", racing_prepare)
+    serials = ["SN-9", "SN-1", "SN-3", "SN-2", "SN-7", "SN-4", "SN-6", "SN-5", "SN-8"]
+
+    report = import_purchases(*(purchase_row(serial) for serial in serials))
+
+    assert counts(report) == {"rows": 9, "inserted": 7, "updated": 2, "unchanged": 0,
+                              "rejected": 0}
+    db.session.expire_all()
+    assert {p.serial_number: p.customer_email for p in db.session.scalars(select(Purchase))} == {
+        serial: "ann@example.com" for serial in serials}
+    assert sorted(event.entity_id for event in audit_events("purchase.updated")) == [
+        "PH-1/SN-5", "PH-1/SN-7"]
+
+
+def test_an_insert_that_fails_rolls_its_chunk_back_and_is_audited(app, monkeypatch):
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    load_catalog()
+    prepare_insert = importing._prepare_insert
+    calls: list[int] = []
+
+    def failing_prepare(table, rules, rows, extra=None, **options):
+        insert = prepare_insert(table, rules, rows, extra, **options)
+        calls.append(len(rows))
+        if len(calls) < 2:
+            return insert
+
+        def fail() -> set:
+            raise RuntimeError("the database went away")
+
+        return fail
+
+    monkeypatch.setattr(importing, "_prepare_insert", failing_prepare)
+
+    with pytest.raises(RuntimeError, match="went away"):
+        import_purchases(*(purchase_row(f"SN-{n}") for n in range(5)))
+
+    assert count(Purchase) == 0  # the first chunk was not committed either
+    [run] = db.session.scalars(select(ImportRun).where(ImportRun.kind == "purchases"))
+    assert run.finished_at is not None
+    [event] = audit_events("purchases.import_failed")
+    assert event.reason == "the database went away"
+    assert gc.isenabled()
+
+
+def test_the_garbage_collector_is_paused_only_while_rows_are_imported(app, monkeypatch):
+    load_catalog()
+    rules = importing.KINDS["purchases"]
+    during: list[bool] = []
+
+    def watching(raw, ctx):
+        during.append(gc.isenabled())
+        return rules.validate(raw, ctx)
+
+    monkeypatch.setitem(importing.KINDS, "purchases", dataclasses.replace(rules, validate=watching))
+    gc.disable()
+    try:
+        import_purchases(purchase_row("SN-1"))
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    import_purchases(purchase_row("SN-2"))
+
+    assert during == [False, False] and gc.isenabled()
+
+
+def test_shared_json_values_are_serialized_once_and_by_identity():
+    texts = importing._JsonTexts()
+    serialized: list[object] = []
+
+    def serialize(value):
+        serialized.append(value)
+        return repr(value)
+
+    convert = texts.wrap(serialize)
+    shared, equal = [1, 2], [1, 2]
+
+    assert [convert(shared), convert(shared), convert(equal), convert([3])] == [
+        "[1, 2]", "[1, 2]", "[1, 2]", "[3]"]
+    assert len(serialized) == 3  # the same object once; an equal one is another object
 
 
 # Row-level errors -------------------------------------------------------------------------
@@ -722,10 +824,11 @@ def test_a_long_filename_is_stored_by_its_tail(app):
     assert stored.endswith("/june.csv")
 
 
-def test_the_digest_covers_a_file_larger_than_the_read_buffer(app):
+def test_the_digest_covers_a_file_larger_than_the_read_buffer(app, monkeypatch):
+    monkeypatch.setattr(importing, "_READ_BYTES", 16 * 1024)
     load_catalog()
     body = csv_bytes(PURCHASE_HEADER, *(purchase_row(f"SN-{n}") for n in range(2000))).getvalue()
-    assert len(body) > 64 * 1024
+    assert len(body) > 4 * importing._READ_BYTES
 
     report = run_import("purchases", io.BytesIO(body), actor=TEST_ACTOR)
 
