@@ -25,6 +25,11 @@ the median of three runs, ``load_cube()`` (with its two queries also timed alone
 On PostgreSQL the table is ``VACUUM ANALYZE``d after the import (timed, shown) as autovacuum
 would soon do, so the scoring figures are those of a settled table. ``--profile`` writes a
 cProfile of the import (and of ``score_all``) to the current directory and prints the top.
+
+To iterate on scoring without importing again: keep a run's data (``--keep-schema`` on
+PostgreSQL, ``--sqlite-file`` on SQLite) and time the scoring alone over it with ``--reuse
+SCHEMA`` (with the same ``--database-url``) or ``--reuse FILE``; the flags of earlier runs are
+deleted first, so the first run is a first run again.
 """
 
 from __future__ import annotations
@@ -329,15 +334,11 @@ def _profiled(name: str, function: Callable[[], Any], enabled: bool) -> Any:
 def measure(app: Flask, world: World, *, profile: bool) -> list[tuple[str, float, str]]:
     """Set up, import, score; return (label, seconds, note) lines for the table."""
     from flask_migrate import upgrade
-    from sqlalchemy import func, select, text
+    from sqlalchemy import text
 
     from catalog.importing import run_import
     from common.actors import Actor
     from common.extensions import db
-    from fraud import facts, rules
-    from fraud.models import FraudFlag
-    from fraud.service import score_all
-    from partners.models import Partner
 
     actor = Actor.system("bench")
     lines: list[tuple[str, float, str]] = []
@@ -375,33 +376,7 @@ def measure(app: Flask, world: World, *, profile: bool) -> list[tuple[str, float
                 connection.execute(text("VACUUM ANALYZE historic_repairs"))
             lines.append(("VACUUM ANALYZE (untimed by the issue)",
                           time.perf_counter() - started, "as autovacuum would"))
-
-        started = time.perf_counter()
-        summary = _profiled("score_all", lambda: score_all(actor=actor), profile)
-        flags = db.session.scalar(select(func.count()).select_from(FraudFlag))
-        lines.append(("score_all (first run)", time.perf_counter() - started,
-                      f"{summary.rule_hits:,} rule hits, {summary.flagged} partners flagged, "
-                      f"{flags:,} flags"))
-        started = time.perf_counter()
-        again = score_all(actor=actor)
-        lines.append(("score_all (rescore)", time.perf_counter() - started,
-                      f"{again.updated} flags updated, {again.created} created"))
-
-        codes = list(db.session.scalars(select(Partner.code)))
-        seconds, cube = _median(lambda: facts.load_cube(partners=codes))
-        lines.append(("load_cube()", seconds,
-                      f"{int(cube['claims'].sum()):,} claims, {len(cube.months)} months"))
-        lines.append(("  cube GROUP BY", _median(lambda: db.session.execute(
-            facts._cube_query(None)).all())[0], "partner, sku, month: 11 sums"))
-        lines.append(("  repeats query", _median(lambda: db.session.execute(
-            facts._repeats_query(None)).all())[0], "window over serial"))
-        seconds, hits = _median(rules.find_rule_hits)
-        lines.append(("find_rule_hits()", seconds, f"{len(hits):,} hits"))
-        for name, rule in rules.RULES.items():
-            seconds, found = _median(lambda rule=rule: list(rule()))
-            lines.append((f"  {name}", seconds, f"{len(found):,} hits"))
-        seconds, groups = _median(lambda: db.session.execute(text(BARE_GROUP_BY)).all())
-        lines.append(("bare GROUP BY partner, sku", seconds, f"{len(groups):,} groups"))
+        lines += measure_scoring(profile=profile)
         # Last: writing a million rows again disturbs what is read after it (WAL, autovacuum).
         seconds = _bare_insert(world.rows)
         lines.insert(1, ("  bare insert, same rows (baseline)", seconds,
@@ -410,6 +385,89 @@ def measure(app: Flask, world: World, *, profile: bool) -> list[tuple[str, float
         db.session.remove()
         db.engine.dispose()
     return lines
+
+
+def measure_scoring(*, profile: bool) -> list[tuple[str, float, str]]:
+    """Time ``score_all`` (first run, rescore) and its parts over the claims in the database.
+
+    Runs inside an app context; the flags of earlier runs are deleted first, so the first
+    run creates every flag as it would after a fresh import.
+    """
+    from sqlalchemy import delete, func, select, text
+
+    from common.actors import Actor
+    from common.extensions import db
+    from fraud import facts, rules
+    from fraud.models import FraudFlag, PaymentHold
+    from fraud.service import score_all
+    from partners.models import Partner
+
+    actor = Actor.system("bench")
+    lines: list[tuple[str, float, str]] = []
+    db.session.execute(delete(PaymentHold))
+    db.session.execute(delete(FraudFlag))
+    db.session.commit()
+    started = time.perf_counter()
+    summary = _profiled("score_all", lambda: score_all(actor=actor), profile)
+    flags = db.session.scalar(select(func.count()).select_from(FraudFlag))
+    lines.append(("score_all (first run)", time.perf_counter() - started,
+                  f"{summary.rule_hits:,} rule hits, {summary.flagged} partners flagged, "
+                  f"{flags:,} flags"))
+    started = time.perf_counter()
+    again = score_all(actor=actor)
+    lines.append(("score_all (rescore)", time.perf_counter() - started,
+                  f"{again.updated} flags updated, {again.created} created"))
+
+    codes = list(db.session.scalars(select(Partner.code)))
+    seconds, cube = _median(lambda: facts.load_cube(partners=codes))
+    lines.append(("load_cube()", seconds,
+                  f"{int(cube['claims'].sum()):,} claims, {len(cube.months)} months"))
+    lines.append(("  cube GROUP BY", _median(lambda: db.session.execute(
+        facts._cube_query(None)).all())[0], "partner, sku, month: 11 sums"))
+    lines.append(("  repeats query", _median(lambda: db.session.execute(
+        facts._repeats_query(None)).all())[0], "window over serial"))
+    seconds, hits = _median(rules.find_rule_hits)
+    lines.append(("find_rule_hits()", seconds, f"{len(hits):,} hits"))
+    for name, rule in rules.RULES.items():
+        seconds, found = _median(lambda rule=rule: list(rule()))
+        lines.append((f"  {name}", seconds, f"{len(found):,} hits"))
+    seconds, groups = _median(lambda: db.session.execute(text(BARE_GROUP_BY)).all())
+    lines.append(("bare GROUP BY partner, sku", seconds, f"{len(groups):,} groups"))
+    db.session.commit()
+    return lines
+
+
+def rescore(database_url: str | None, reuse: str, *, profile: bool) -> int:
+    """Time the scoring again over an earlier run's claims (``--reuse``): no import.
+
+    ``reuse`` is the schema an earlier PostgreSQL run kept (``--keep-schema``), or the
+    SQLite file it wrote (``--sqlite-file``).
+    """
+    from sqlalchemy import func, select
+
+    from common.config import normalize_database_url
+    from common.extensions import db
+    from partners.models import HistoricRepair
+
+    if database_url:
+        app = bench_app(normalize_database_url(database_url),
+                        {"connect_args": {"options": f"-csearch_path={reuse}"}})
+    else:
+        app = bench_app(f"sqlite:///{reuse}")
+    with app.app_context():
+        rows = db.session.scalar(select(func.count()).select_from(HistoricRepair))
+        lines = measure_scoring(profile=profile)
+        db.session.remove()
+        db.engine.dispose()
+    _print_table("PostgreSQL" if database_url else "SQLite", rows, lines)
+    return 0
+
+
+def _print_table(database: str, rows: int, lines: list[tuple[str, float, str]]) -> None:
+    print(f"\n{database}, {rows:,} claims, {len(PARTNERS)} partners, {len(SKUS)} SKUs")
+    print(f"{'step':<40} {'seconds':>9}  note")
+    for label, seconds, note in lines:
+        print(f"{label:<40} {seconds:>9.3f}  {note}")
 
 
 def run(rows: int, database_url: str | None, *, profile: bool, seed: int,
@@ -437,10 +495,7 @@ def run(rows: int, database_url: str | None, *, profile: bool, seed: int,
             app = bench_app("sqlite:///" + (sqlite_file or str(Path(tmp) / "aftercare.sqlite3")))
             lines = measure(app, world, profile=profile)
             database = "SQLite"
-    print(f"\n{database}, {rows:,} claims, {len(PARTNERS)} partners, {len(SKUS)} SKUs")
-    print(f"{'step':<40} {'seconds':>9}  note")
-    for label, seconds, note in lines:
-        print(f"{label:<40} {seconds:>9.3f}  {note}")
+    _print_table(database, rows, lines)
     return 0
 
 
@@ -456,8 +511,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="random seed of the data")
     parser.add_argument("--sqlite-file", help="keep the SQLite database in this (new) file")
     parser.add_argument("--keep-schema", action="store_true",
-                        help="PostgreSQL: keep the scratch schema for a look afterwards")
+                        help="PostgreSQL: keep the scratch schema (for a look, or --reuse)")
+    parser.add_argument("--reuse", metavar="SCHEMA_OR_FILE",
+                        help="skip generating and importing: score the claims of a schema kept "
+                             "by --keep-schema (with --database-url) or of a --sqlite-file "
+                             "database; earlier flags are deleted first")
     args = parser.parse_args(argv)
+    if args.reuse:
+        return rescore(args.database_url, args.reuse, profile=args.profile)
     if args.rows < 1000:
         parser.error("--rows must be at least 1000")
     if args.database_url and not args.database_url.startswith("postgres"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -159,16 +160,30 @@ _MEASURES = ("claims", "doa", "late_doa", "parts", "parts_cost", "parts_cost_sq"
              "labor", "labor_sq", "unreturned", "claimed")
 
 
-def load_cube(*, until: str | None = None, partners: Iterable[str] | None = None) -> Cube:
-    """Every measure per partner, product and month, from the first claim to ``until``."""
+def load_cube(*, until: str | None = None, partners: Iterable[str] | None = None,
+              concurrently: bool = False) -> Cube:
+    """Every measure per partner, product and month, from the first claim to ``until``.
+
+    ``concurrently``: the repeats query runs on a connection of its own meanwhile (only
+    when that connection reads what this session reads: see
+    ``fraud.service.reads_alike_elsewhere``), and the aggregate in one process: other
+    queries keep the other cores busy, and a parallel plan of this aggregate costs twice the
+    CPU for the same result (its few claims per group make the workers' partial groups
+    nearly as many as the final ones, merged and combined again by the leader).
+    """
     # A million claims make a few hundred thousand groups: they come back as numbers only
     # (partner and product ids, a month number) straight into one float array, never as
     # a few million Python objects.
     connection = db.session.connection()
     partner_codes_by_id = dict(connection.execute(select(Partner.id, Partner.code)).all())
     skus_by_id = dict(connection.execute(select(Product.id, Product.sku)).all())
-    table = _numbers(connection, _numbered(_cube_query(until)), 3 + len(_MEASURES))
-    repeats = connection.execute(_repeats_query(until)).all()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        repeats_query = _repeats_query(until)
+        pending = pool.submit(_all_rows, db.engine, repeats_query) if concurrently else None
+        table = _numbers(connection, _numbered(_cube_query(until)), 3 + len(_MEASURES),
+                         serial=concurrently)
+        repeats = (pending.result() if pending is not None
+                   else connection.execute(repeats_query).all())
     partner_at, present = _positions(table[:, 0], partner_codes_by_id)
     partner_codes = sorted(set(partners or ()) | set(present))
     sku_at, skus = _positions(table[:, 1], skus_by_id)
@@ -188,6 +203,12 @@ def load_cube(*, until: str | None = None, partners: Iterable[str] | None = None
         cube.data["repeats"][at] = np.fromiter((row[3] for row in repeats), dtype=float,
                                                count=len(repeats))
     return cube
+
+
+def _all_rows(engine, query) -> list:
+    """The rows of ``query`` read on a connection of its own (for a thread)."""
+    with engine.connect() as connection:
+        return connection.execute(query).all()
 
 
 def _cells(rows, partners: list[str], skus: list[str], months: list[str]):
@@ -229,30 +250,70 @@ def _numbered(groups):
             .join(Product, Product.sku == cube.c.sku))
 
 
-def _numbers(connection, query, width: int) -> np.ndarray:
+def _numbers(connection, query, width: int, *, serial: bool = False) -> np.ndarray:
     """The rows of ``query`` (``width`` float columns, never NULL) as a (rows, width) array.
 
-    PostgreSQL sends them by binary COPY, read by numpy in one go; SQLite's rows are plain
-    tuples from its driver.
+    PostgreSQL sends each column as one array (``array_agg``; the aggregates of one pass
+    see the rows in one order, so the arrays line up) in a single binary COPY row, read by
+    numpy in one go: a COPY of the rows themselves costs a round of the driver's Python per
+    row, which for a few hundred thousand groups holds the GIL for most of a second against
+    the threads running meanwhile. ``serial``: without a parallel plan (PostgreSQL).
+    SQLite's rows are plain tuples from its driver.
     """
     sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
     raw = connection.connection.driver_connection
     if connection.dialect.name != "postgresql":
         rows = raw.execute(sql).fetchall()
         return np.array(rows, dtype=float).reshape(len(rows), width)
-    with raw.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
-        data = b"".join(copy)
-    # PGCOPY header: signature (11 bytes), flags (4), header extension length (4) and the
-    # extension; each row: field count (int16), then per field its length (int32) and value;
-    # the trailer is a field count of -1.
-    start = 19 + int.from_bytes(data[15:19], "big")
-    row = np.dtype([("fields", ">i2"),
-                    ("cells", [("length", ">i4"), ("value", ">f8")], (width,))])
-    rows = np.frombuffer(data, dtype=row, offset=start,
-                         count=(len(data) - start - 2) // row.itemsize)
-    if not ((rows["fields"] == width).all() and (rows["cells"]["length"] == 8).all()):
-        raise RuntimeError("unexpected COPY data: a NULL or a value that is not float8")
-    return rows["cells"]["value"].astype(float)
+    names = [f"c{i}" for i in range(width)]
+    columns = ", ".join(f"array_agg({name})" for name in names)
+    with raw.cursor() as cursor:
+        if serial:  # for this statement only: the caller's transaction goes on as it was
+            cursor.execute("SELECT current_setting('max_parallel_workers_per_gather')")
+            before = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+        with cursor.copy(f"COPY (SELECT {columns} FROM ({sql}) AS q({', '.join(names)})) "
+                         "TO STDOUT (FORMAT BINARY)") as copy:
+            data = b"".join(copy)
+        if serial:
+            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', %s, true)",
+                           (before,))
+    return _copied_arrays(data, width)
+
+
+# Binary COPY (PGCOPY): a header of signature (11 bytes), flags (4) and header extension length
+# (4) plus the extension; each row a field count (int16), then per field its length (int32,
+# -1 for NULL) and value; a trailer of -1. A one-dimensional array value: dimensions, has-NULLs
+# flag, element type, then length and lower bound of its dimension (int32 each), then per
+# element its length (int32) and value.
+_ARRAY_HEADER = np.dtype([("ndim", ">i4"), ("has_null", ">i4"), ("element_type", ">u4"),
+                          ("length", ">i4"), ("lower_bound", ">i4")])
+_FLOAT8 = np.dtype([("length", ">i4"), ("value", ">f8")])
+_FLOAT8_OID = 701
+
+
+def _copied_arrays(data: bytes, width: int) -> np.ndarray:
+    """The (rows, width) array of a binary COPY of one row of ``width`` float8 arrays."""
+    at = 19 + int.from_bytes(data[15:19], "big")
+    if int.from_bytes(data[at:at + 2], "big", signed=True) != width:
+        raise RuntimeError("unexpected COPY data: not one row of the arrays")
+    at += 2
+    columns = []
+    for _ in range(width):
+        length = int.from_bytes(data[at:at + 4], "big", signed=True)
+        at += 4
+        if length < 0:  # array_agg of no rows
+            return np.empty((0, width))
+        header = np.frombuffer(data, dtype=_ARRAY_HEADER, count=1, offset=at)[0]
+        if (header["ndim"], header["has_null"], header["element_type"]) != (1, 0, _FLOAT8_OID):
+            raise RuntimeError("unexpected COPY data: a NULL or a value that is not float8")
+        cells = np.frombuffer(data, dtype=_FLOAT8, count=int(header["length"]),
+                              offset=at + _ARRAY_HEADER.itemsize)
+        if not (cells["length"] == 8).all():
+            raise RuntimeError("unexpected COPY data: an element that is not float8")
+        columns.append(cells["value"].astype(float))
+        at += length
+    return np.column_stack(columns)
 
 
 def _cube_query(until: str | None):
@@ -292,18 +353,34 @@ def _repeats_query(until: str | None):
     """
     h = HistoricRepair
     period = [h.received_month <= until] if until else []
-    repeated = (select(h.serial_number).where(*period).group_by(h.serial_number)
-                .having(func.count() > 1))
     following = func.lead(h.received_date).over(
         partition_by=h.serial_number, order_by=(h.received_date, h.id)).label("next_received")
     claims = (select(h.partner_code, h.sku, h.received_month, h.received_date, following)
-              .where(h.serial_number.in_(repeated), *period).subquery())
+              .where(h.serial_number.in_(repeated_serials(*period)), *period).subquery())
     gap = _days_between(claims.c.received_date, claims.c.next_received)
     return (
         select(claims.c.partner_code, claims.c.sku, claims.c.received_month, func.count())
         .where(and_(claims.c.next_received.is_not(None), gap <= REPEAT_WINDOW_DAYS))
         .group_by(claims.c.partner_code, claims.c.sku, claims.c.received_month)
     )
+
+
+def repeated_serials(*conditions):
+    """The serials of more than one claim (meeting ``conditions``), for ``serial IN (...)``.
+
+    A materialized CTE on PostgreSQL: inlined, the planner expects a third of the serials
+    (it cannot know how many pass ``count(*) > 1``) and hash-joins the whole table, in a
+    parallel plan where every worker groups the million index entries again for its own
+    hash table. Materialized, it groups them once and looks the few claims up by serial.
+    SQLite gets the plain subquery, which it already runs that way.
+    """
+    h = HistoricRepair
+    repeated = (select(h.serial_number).where(*conditions).group_by(h.serial_number)
+                .having(func.count() > 1))
+    if db.session.get_bind().dialect.name != "postgresql":
+        return repeated
+    materialized = repeated.cte("repeated_serials").prefix_with("MATERIALIZED")
+    return select(materialized.c.serial_number)
 
 
 def _days_between(earlier, later):

@@ -16,6 +16,7 @@ from catalog.models import Purchase
 from claims.models import Claim, ClaimPhoto
 from common.extensions import db
 from fraud import verdicts as v
+from fraud.facts import repeated_serials
 from inventory.models import Unit
 from partners.models import HistoricRepair, Partner, Repair, RepairReport
 from rma.models import Rma
@@ -166,8 +167,8 @@ def _serial_at_other_partner() -> Iterator[v.RuleHit]:
         .label("previous_partner"),
         func.lag(_h.completed_date).over(partition_by=_h.serial_number, order_by=order)
         .label("previous_completed"),
-    ).where(_h.serial_number.in_(  # only serials claimed more than once can overlap
-        select(_h.serial_number).group_by(_h.serial_number).having(func.count() > 1))
+    ).where(  # only serials claimed more than once can overlap
+        _h.serial_number.in_(repeated_serials())
     ).subquery()
     query = select(ordered).where(and_(
         ordered.c.previous_partner.is_not(None),

@@ -325,22 +325,22 @@ def _fit_and_test(signal: _Signal, totals: dict[str, np.ndarray],
     # longer history (more partners with enough volume), never assumed below the floor.
     tau2 = max(_heterogeneity(signal, totals, weights),
                _heterogeneity(signal, history, weights), TAU2_FLOOR)
+    # The tails of every partner at once (``stats.*_tails``: the per-partner tests' numbers).
     if signal.kind == "rate":
-        tails = [stats.betabinomial_tail(int(o), int(k), e,
-                                         stats.concentration_for(e / k if k else 0.0, tau2))
-                 for o, k, e in zip(observed, n, expected, strict=True)]
-    elif signal.kind == "count":
-        tails = [stats.negbinomial_tail(int(o), e, 1 / tau2)
-                 for o, e in zip(observed, expected, strict=True)]
+        concentration = [stats.concentration_for(e / k if k else 0.0, tau2)
+                         for k, e in zip(n.astype(int).tolist(), expected, strict=True)]
+        p_values, floors = stats.betabinomial_tails(observed.astype(int), n.astype(int),
+                                                    expected, np.array(concentration))
+        testable = (floors < TESTABLE_P) & (expected > 0)
+        return _Tested(observed, expected, p_values, testable, tau2=tau2)
+    if signal.kind == "count":
+        p_values = stats.negbinomial_tails(observed.astype(int), expected, 1 / tau2)
     else:
         second = _peer_rates(signal, totals, weights, signal.squares)
         within = claims @ np.maximum(second - rates ** 2, 0.0)
-        tails = [stats.lognormal_ratio_tail(o, e, w, tau2)
-                 for o, e, w in zip(observed, expected, within, strict=True)]
-    p_values = np.array([t.p_value for t in tails])
-    testable = np.array([t.min_attainable_p < TESTABLE_P and e > 0
-                         for t, e in zip(tails, expected, strict=True)])
-    return _Tested(observed, expected, p_values, testable, tau2=tau2)
+        p_values = stats.lognormal_ratio_tails(observed, expected, within, tau2)
+    # Counts and money are unbounded: any p is attainable (min_attainable_p 0).
+    return _Tested(observed, expected, p_values, expected > 0, tau2=tau2)
 
 
 @dataclass(frozen=True)

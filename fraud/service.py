@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import Select, func, select, text, update
 
 from audit.service import record_event
@@ -29,6 +30,7 @@ RULE_SCORE = 100.0  # hard evidence stands on its own
 # A dismissed flag reopens only when the money at stake has grown by this factor.
 MATERIAL_GROWTH = Decimal("1.5")
 _CENT = Decimal("0.01")
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -52,14 +54,13 @@ class ScoringSummary:
 def score_all(*, actor: Actor) -> ScoringSummary:
     """Score every partner and claim, then bring the flags in line with the result."""
     started = time.perf_counter()
+    concurrently = reads_alike_elsewhere()  # asked before this run writes anything
     _one_scoring_at_a_time()
     run = m.ScoreRun(actor=str(actor))
     db.session.add(run)
     db.session.flush()
-    cube = load_cube(partners=db.session.scalars(select(Partner.code)))
+    cube, verdicts, hits = _score_and_check(concurrently=concurrently)
     as_of = _last_month_with_claims(cube)
-    verdicts = score_cube(cube, as_of=as_of) if as_of is not None else []
-    hits = find_rule_hits()
     partner_ids = dict(db.session.execute(select(Partner.code, Partner.id)).all())
     counts = {"created": 0, "updated": 0, "reopened": 0}
     window = _window(cube, as_of)
@@ -84,6 +85,47 @@ def score_all(*, actor: Actor) -> ScoringSummary:
                  actor=actor, data=summary.as_dict())
     db.session.commit()
     return summary
+
+
+def reads_alike_elsewhere() -> bool:
+    """Whether another connection would read the same claims as this session: PostgreSQL,
+    and this transaction has written nothing yet (no transaction id assigned, nothing
+    waiting to be flushed), so nothing it could see is hidden from the others."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return False
+    if db.session.new or db.session.dirty or db.session.deleted:
+        return False
+    return db.session.scalar(text("SELECT pg_current_xact_id_if_assigned() IS NULL"))
+
+
+def _score_and_check(*, concurrently: bool) -> tuple[Cube, list[v.PartnerVerdict],
+                                                      list[v.RuleHit]]:
+    """The cube, the partners' verdicts and the rule hits.
+
+    ``concurrently`` (see ``reads_alike_elsewhere``): the hard rules run on a connection of
+    their own while this one loads the cube (which runs its repeats query on a third) and
+    numpy scores it. None needs another's result and the database can run each on a core of
+    its own, so the wall time nears the longest of them instead of their sum. Each query reads
+    the committed claims, as it would in this session's READ COMMITTED transaction.
+    """
+    partners = list(db.session.scalars(select(Partner.code)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = (pool.submit(in_own_session, current_app._get_current_object(),
+                               find_rule_hits) if concurrently else None)
+        cube = load_cube(partners=partners, concurrently=concurrently)
+        as_of = _last_month_with_claims(cube)
+        verdicts = score_cube(cube, as_of=as_of) if as_of is not None else []
+        hits = pending.result() if pending is not None else find_rule_hits()
+    return cube, verdicts, hits
+
+
+def in_own_session(app: Flask, function: Callable[[], _T]) -> _T:
+    """``function()`` in an app context (so a database session) of its own: for a thread."""
+    with app.app_context():
+        try:
+            return function()
+        finally:
+            db.session.remove()
 
 
 def _one_scoring_at_a_time() -> None:

@@ -145,6 +145,64 @@ def betabinomial_tail(observed: int, n: int, expected: float, concentration: flo
     return TailTest(_clip_p(p), float(obs), expected, _ratio(obs, expected), _clip_p(floor))
 
 
+def betabinomial_tails(observed: np.ndarray, n: np.ndarray, expected: np.ndarray,
+                       concentration: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``betabinomial_tail`` of many partners at once: (p-values, min_attainable_p) arrays.
+
+    The same numbers, bit for bit: the beta-binomial upper tail is ``1 - sum(pmf(0..o-1))``
+    as scipy computes it (``rv_discrete._cdf_single``: the pmf terms from 0 summed by
+    ``np.sum``), but every partner's terms come from one evaluation of the log-pmf over a
+    (partners, max observed) grid and each partner's row prefix is summed on its own, so the
+    summation order is scipy's. Scipy's own ``betabinom.sf`` checks its arguments and sums
+    partner by partner, some 20 ms a signal; this is a few.
+    """
+    obs = np.asarray(observed, dtype=np.int64)
+    k = np.asarray(n, dtype=np.int64)
+    e = np.asarray(expected, dtype=float)
+    c = np.asarray(concentration, dtype=float)
+    if not obs.shape == k.shape == e.shape == c.shape or obs.ndim != 1:
+        raise ValueError("observed, n, expected and concentration must be 1-D of one length")
+    if np.any(obs < 0) or np.any(obs > k):
+        raise ValueError("observed must lie in [0, n]")
+    if not np.all(c > 0):
+        raise ValueError("concentration must be positive")
+    p_values, floors = np.ones(obs.size), np.ones(obs.size)
+    some = k > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pi = np.clip(e / np.where(some, k, 1), _PI_CLIP, 1.0 - _PI_CLIP)
+    binomial = some & np.isinf(c)
+    if binomial.any():
+        p_values[binomial] = sps.binom.sf(obs[binomial] - 1, k[binomial], pi[binomial])
+        floors[binomial] = sps.binom.pmf(k[binomial], k[binomial], pi[binomial])
+    beta = some & ~np.isinf(c)
+    if beta.any():
+        a, b = c[beta] * pi[beta], c[beta] * (1.0 - pi[beta])
+        p_values[beta] = _betabinom_upper(obs[beta], k[beta], a, b)
+        floors[beta] = np.clip(_betabinom_pmf(k[beta].astype(float), k[beta], a, b), 0, 1)
+    return np.clip(p_values, 0.0, 1.0), np.clip(floors, 0.0, 1.0)
+
+
+def _betabinom_pmf(x: np.ndarray, n: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """scipy's ``betabinom._pmf``, term for term."""
+    combiln = -np.log(n + 1) - special.betaln(n - x + 1, x + 1)
+    return np.exp(combiln + special.betaln(x + a, n - x + b) - special.betaln(a, b))
+
+
+def _betabinom_upper(obs: np.ndarray, n: np.ndarray, a: np.ndarray,
+                     b: np.ndarray) -> np.ndarray:
+    """P(X >= obs) for X ~ BetaBinom(n, a, b), as ``betabinom.sf(obs - 1, n, a, b)``."""
+    upper = np.ones(obs.size)
+    tested = obs > 0  # P(X >= 0) = 1
+    if not tested.any():
+        return upper
+    o, nn, aa, bb = obs[tested], n[tested], a[tested], b[tested]
+    terms = np.arange(int(o.max()), dtype=float)[None, :]
+    pmf = _betabinom_pmf(terms, nn[:, None], aa[:, None], bb[:, None])
+    upper[tested] = np.clip([1.0 - np.sum(row[:count]) for row, count in
+                             zip(pmf, o, strict=True)], 0, 1)
+    return upper
+
+
 def negbinomial_tail(observed: int, expected: float, shape: float) -> TailTest:
     """Predictive gamma-Poisson (negative binomial) upper tail for a count (e.g. spare parts).
 
@@ -167,6 +225,55 @@ def negbinomial_tail(observed: int, expected: float, shape: float) -> TailTest:
     else:
         p = sps.nbinom.sf(obs - 1, shape, shape / (shape + expected))
     return TailTest(_clip_p(p), float(obs), expected, _ratio(obs, expected), 0.0)
+
+
+def negbinomial_tails(observed: np.ndarray, expected: np.ndarray, shape: float) -> np.ndarray:
+    """``negbinomial_tail``'s p-values of many partners at once, bit for bit (scipy's
+    negative binomial and Poisson tails are element-wise functions; one call on arrays saves
+    their argument handling per partner)."""
+    obs = np.asarray(observed, dtype=np.int64)
+    e = np.asarray(expected, dtype=float)
+    if obs.shape != e.shape or obs.ndim != 1:
+        raise ValueError("observed and expected must be 1-D of one length")
+    if np.any(obs < 0):
+        raise ValueError("observed must be a non-negative integer")
+    if not shape > 0:
+        raise ValueError("shape must be positive")
+    p = np.ones(obs.size)
+    events = obs > 0
+    unexpected = events & ~(e > 0)
+    if unexpected.any():
+        p[unexpected] = sps.poisson.sf(obs[unexpected] - 1, 1e-9)
+    modelled = events & (e > 0)
+    if modelled.any():
+        o, mean = obs[modelled] - 1, e[modelled]
+        p[modelled] = (sps.poisson.sf(o, mean) if math.isinf(shape)
+                       else sps.nbinom.sf(o, shape, shape / (shape + mean)))
+    return np.clip(p, 0.0, 1.0)
+
+
+def lognormal_ratio_tails(observed: np.ndarray, expected: np.ndarray,
+                          within_variance: np.ndarray, tau2: float) -> np.ndarray:
+    """``lognormal_ratio_tail``'s p-values of many partners at once, bit for bit: each z as
+    there (``math.log``, ``math.sqrt``), then one element-wise normal tail for all."""
+    if tau2 < 0 or np.any(np.asarray(within_variance) < 0):
+        raise ValueError("variances must be non-negative")
+    p = np.ones(len(observed))
+    z, at = [], []
+    for i, (o, e, w) in enumerate(zip(observed, expected, within_variance, strict=True)):
+        o, e = float(o), float(e)
+        if not (o > 0 and e > 0):
+            continue
+        log_ratio = math.log(o / e)
+        variance = tau2 + float(w) / e / e
+        if variance > 0:
+            z.append(log_ratio / math.sqrt(variance))
+            at.append(i)
+        else:  # degenerate model: X is exactly 0
+            p[i] = 1.0 if log_ratio <= 0 else 0.0
+    if at:
+        p[at] = sps.norm.sf(np.array(z))
+    return np.clip(p, 0.0, 1.0)
 
 
 def lognormal_ratio_tail(

@@ -21,7 +21,13 @@ from fraud.facts import CatalogFacts, derive, load_cube
 from fraud.models import FraudFlag, PaymentHold
 from fraud.rules import find_rule_hits
 from fraud.scoring import score_cube
-from fraud.service import decide, score_all
+from fraud.service import (
+    _score_and_check,
+    decide,
+    in_own_session,
+    reads_alike_elsewhere,
+    score_all,
+)
 from partners.models import HistoricRepair
 from tests.factories import (
     TEST_ACTOR,
@@ -409,3 +415,48 @@ def test_score_command_prints_a_summary(runner, catalog):
     result = runner.invoke(args=["fraud", "score"])
     assert result.exit_code == 0, result.output
     assert "1 partner(s) flagged" in result.output and "flags created" in result.output
+
+
+def test_scoring_reads_the_same_concurrently_as_in_one_session(app, catalog):
+    """On PostgreSQL score_all reads the cube, the repeats and the hard rules on separate
+    connections at once (``fraud.service._score_and_check``): it must find exactly what
+    reading them one after the other in this session finds."""
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    make_partner("AAA")
+    empty = load_cube(partners=["AAA"], concurrently=True)
+    assert (empty.partners, empty.months) == (["AAA"], [])
+    db.session.commit()
+    _peer_world(fraud_doa=8)
+    add_history("H00", "PH-1", 1, register=False, serial="GHOST-1")
+    first = add_history("H01", "TB-1", 1, month="2025-02")[0]
+    again = [dict(first, partner_code=code, received_date=date(2025, 2, day),
+                  completed_date=date(2025, 2, day + 5)) for code, day in (("H01", 20),
+                                                                            ("H02", 21))]
+    derive(again, CatalogFacts(30))
+    db.session.execute(insert(HistoricRepair), again)  # a repeat, then an overlap
+    db.session.commit()
+    assert reads_alike_elsewhere() is postgres
+    cube, verdicts, hits = _score_and_check(concurrently=True)
+    plain_cube, plain_verdicts, plain_hits = _score_and_check(concurrently=False)
+    assert (cube.partners, cube.skus, cube.months) == (
+        plain_cube.partners, plain_cube.skus, plain_cube.months)
+    for name, values in plain_cube.data.items():
+        assert np.array_equal(cube[name], values), name
+    assert cube["repeats"].sum() == 2
+    assert verdicts == plain_verdicts and any(x.verdict == v.FLAG for x in verdicts)
+    assert sorted(hits, key=repr) == sorted(plain_hits, key=repr)
+    assert {hit.rule for hit in hits} == {v.UNREGISTERED_SERIAL, v.SERIAL_AT_OTHER_PARTNER}
+    # Another connection sees only what this one committed: after a write, one session.
+    db.session.add(FraudFlag(fingerprint="x", partner_id=1, kind="rule", signal="s",
+                             score=1, reason="r", amount_at_stake=Decimal(1)))
+    assert not reads_alike_elsewhere()  # not even flushed yet
+    db.session.expunge_all()
+    claim = dict(first, serial_number="S-UNCOMMITTED")
+    derive([claim], CatalogFacts(30))
+    db.session.execute(insert(HistoricRepair), [claim])
+    assert not reads_alike_elsewhere()
+    if postgres:
+        def count() -> int:
+            return db.session.scalar(select(func.count()).select_from(HistoricRepair))
+        assert in_own_session(app, count) == count() - 1
+    db.session.rollback()

@@ -161,6 +161,55 @@ def test_betabinomial_edge_cases():
         stats.betabinomial_tail(1, 10, 1.0, 0.0)
 
 
+def _partners_to_test(seed: int, size: int = 300):
+    """Claims, expectations and counts of ``size`` partners, with the edge cases scoring
+    meets: no claims, no expectation (or an unknown one), no events, all claims DOA."""
+    rng = np.random.default_rng(seed)
+    n = rng.integers(0, 3000, size)
+    n[:10] = 0
+    expected = n * rng.uniform(0.001, 0.3, size) * rng.uniform(0.5, 1.5, size)
+    expected[10:20] = 0.0
+    observed = np.minimum(n, rng.poisson(expected * rng.uniform(0.5, 3.0, size)))
+    observed[20:30] = 0
+    observed[30:35] = n[30:35]
+    return n, expected, observed
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_betabinomial_tails_are_the_per_partner_tails_bit_for_bit(seed):
+    n, expected, observed = _partners_to_test(seed)
+    for tau2 in (0.01, 0.3):
+        concentration = np.array([stats.concentration_for(e / k if k else 0.0, tau2)
+                                  for k, e in zip(n.tolist(), expected, strict=True)])
+        assert np.isinf(concentration).any() and np.isfinite(concentration).any()
+        p_values, floors = stats.betabinomial_tails(observed, n, expected, concentration)
+        one_by_one = [stats.betabinomial_tail(int(o), int(k), e, c) for o, k, e, c
+                      in zip(observed, n, expected, concentration, strict=True)]
+        assert p_values.tolist() == [t.p_value for t in one_by_one]
+        assert floors.tolist() == [t.min_attainable_p for t in one_by_one]
+    with pytest.raises(ValueError):
+        stats.betabinomial_tails(np.array([11]), np.array([10]), np.array([1.0]),
+                                 np.array([100.0]))
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_count_and_money_tails_are_the_per_partner_tails_bit_for_bit(seed):
+    _, expected, observed = _partners_to_test(seed)
+    expected[40:45] = np.nan  # a product no peer repaired
+    rng = np.random.default_rng(seed)
+    within = rng.gamma(2.0, 1000.0, expected.size)
+    within[50:60] = 0.0
+    for shape in (5.0, math.inf):
+        assert stats.negbinomial_tails(observed, expected, shape).tolist() == [
+            stats.negbinomial_tail(int(o), e, shape).p_value
+            for o, e in zip(observed, expected, strict=True)]
+    money, cost = observed * 37.5, expected * 37.5
+    for tau2 in (0.04, 0.0):
+        assert stats.lognormal_ratio_tails(money, cost, within, tau2).tolist() == [
+            stats.lognormal_ratio_tail(o, e, w, tau2).p_value
+            for o, e, w in zip(money, cost, within, strict=True)]
+
+
 def test_tail_test_is_frozen():
     test = stats.betabinomial_tail(1, 10, 1.0, math.inf)
     with pytest.raises(dataclasses.FrozenInstanceError):
