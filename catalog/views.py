@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask_login import current_user
 from flask_smorest import Blueprint
 
@@ -88,7 +88,6 @@ def list_purchases(filters: dict[str, Any], pagination_parameters: Any) -> Any:
 @api_bp.response(200, ImportReportSchema)
 def import_csv(kind: str) -> Any:
     """Import a CSV file (request body, UTF-8); returns the row-level report."""
-    request.max_content_length = current_app.config["IMPORT_MAX_BYTES"]
     return service.import_csv(
         kind, request.stream, actor=current_user.actor, filename=request.headers.get("X-Filename")
     )

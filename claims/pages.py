@@ -59,7 +59,6 @@ def signed_link(claim: Claim) -> str:
 @limiter.limit(_public_limit, methods=["POST"])
 def new_claim() -> Any:
     """The customer's claim form: no account needed."""
-    request.max_content_length = current_app.config["CLAIM_FORM_MAX_BYTES"]
     form = ClaimForm()
     if request.method == "GET":
         form.submission_id.data = uuid.uuid4().hex
