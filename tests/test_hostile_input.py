@@ -66,7 +66,6 @@ from tests.factories import (
     load_catalog,
     make_partner,
     make_user,
-    partner_key,
     register_purchase,
     staff_token,
 )
@@ -954,21 +953,9 @@ def test_negative_amounts_in_payables_stay_numbers(client):
 
     from common.models import utcnow
     from partners.reports import charge_overdue_cores
-    from tests.test_partner_repairs import patch, ship_units_to
-    from tests.test_repair_reports import report
+    from tests.test_repair_reports import report, start_repairing
 
-    load_catalog()
-    _, key = partner_key("SHOP")
-    number = ship_units_to(client, "SHOP", ["RR-1"])[0]
-    headers = bearer(key)
-    for version, status in enumerate(("received_at_partner", "diagnosing", "repairing"),
-                                     start=1):
-        assert patch(client, headers, number, status, version).status_code == 200
-    from inventory import service as inventory
-
-    inventory.move_parts(part_number="MB-1", quantity=1, from_location="supplier",
-                         to_location="partner:SHOP", reason="issued_to_partner",
-                         actor=Actor.system("tests"))
+    number, headers = start_repairing(client)
     filed = report(client, headers, number)
     assert filed.status_code == 201, filed.json
     finance = bearer(staff_token("finance"))

@@ -58,6 +58,11 @@ def test_insisting_keeps_the_part_and_flags_it():
 
 @pytest.fixture
 def repairing(client):
+    return start_repairing(client)
+
+
+def start_repairing(client):
+    """Partner SHOP repairing one shipped unit, with two MB-1 boards on consignment."""
     load_catalog()
     _, key = partner_key("SHOP")
     number = ship_units_to(client, "SHOP", ["RR-1"])[0]
