@@ -527,14 +527,20 @@ def _unit_location(world: World, payload: str) -> Shown:
     return Shown(location, [Page("units", world.signed_in("warehouse"), "/warehouse/units")])
 
 
-def _stock_location(world: World, payload: str) -> Shown:
-    location = "warehouse:" + payload
+def _receive_stock_at(world: World, text: str, quantity: int) -> str:
+    """Boards received from the supplier into a warehouse location named by ``text``."""
+    location = "warehouse:" + text
     moved = world.anonymous.post("/api/v1/warehouse/stock/movements",
                                  headers=world.token("warehouse"), json={
-                                     "part_number": "MB-1", "quantity": 3,
+                                     "part_number": "MB-1", "quantity": quantity,
                                      "from_location": "supplier", "to_location": location,
                                      "reason": "received"})
     assert moved.status_code == 201, moved.json
+    return location
+
+
+def _stock_location(world: World, payload: str) -> Shown:
+    location = _receive_stock_at(world, payload, 3)
     return Shown(location, [Page("stock", world.signed_in("warehouse"), "/warehouse/stock")])
 
 
@@ -878,14 +884,7 @@ def _scanned_serial_for_export(world: World, text: str) -> str:
 
 
 def _stock_location_for_export(world: World, text: str) -> str:
-    location = "warehouse:" + text
-    moved = world.anonymous.post("/api/v1/warehouse/stock/movements",
-                                 headers=world.token("warehouse"), json={
-                                     "part_number": "MB-1", "quantity": 2,
-                                     "from_location": "supplier", "to_location": location,
-                                     "reason": "received"})
-    assert moved.status_code == 201, moved.json
-    return location
+    return _receive_stock_at(world, text, 2)
 
 
 def _decision_note_by_api(world: World, text: str) -> str:
