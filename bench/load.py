@@ -1049,8 +1049,8 @@ def stack(setup: Setup, *, workers: int, rq_workers: int) -> Iterator[dict[str, 
                 [python, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
                 log_path=logs / f"worker-{n + 1}.log")
         procs["relay"] = start_process(
-            [python, "-m", "flask", "--app", "app", "outbox", "relay", "--loop",
-             "--interval", "1"], cwd=ROOT, env=env, log_path=logs / "relay.log")
+            [python, "-m", "flask", "--app", "app", "outbox", "relay", "--loop"], cwd=ROOT,
+            env=env, log_path=logs / "relay.log")
         procs["gunicorn"] = start_process(
             [python, "-m", "gunicorn", "-w", str(workers), "-k", "sync",
              "-b", f"127.0.0.1:{setup.port}", "--timeout", "60", "--graceful-timeout", "10",

@@ -12,8 +12,9 @@ Setup: a fresh database (SQLite in WAL mode in a temporary folder, or the Postgr
 ``--pg-database``, default ``aftercare_bench_partner``, created on ``--pg-server``, dropped first
 if it exists and again at the end), ``flask --app app db upgrade`` and ``flask --app app demo
 --purchases N`` as subprocesses. Then, in this process through the real use cases, with
-``REDIS_URL`` on a Redis database flushed before and after (jobs are only enqueued, no worker
-runs): ``--units`` approved claims filed (``claims.service.file_claim``), each unit received
+``REDIS_URL`` on a Redis database flushed before and after (jobs only wait in the outbox, as
+they do in production until the relay sends them; no relay or worker runs): ``--units``
+approved claims filed (``claims.service.file_claim``), each unit received
 (``inventory.service.record_scan``), routed to the partner ``--partner``
 (``inventory.shipments.route_unit``) and all of them sent in one shipment
 (``create_shipment`` + ``send_shipment``), which opens one repair per unit at version 1, status

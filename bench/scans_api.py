@@ -13,9 +13,9 @@ Setup: a fresh database (SQLite in WAL mode in a temporary folder, or the Postgr
 it exists and again at the end), ``flask --app app db upgrade`` and ``flask --app app demo
 --purchases N`` as subprocesses, then ``--rmas`` approved claims filed in this process through
 ``claims.service.file_claim`` (each issues an RMA with a unit awaiting return). ``REDIS_URL``
-points at a Redis database flushed before and after, so the label and email jobs are only
-enqueued, as in production; no worker runs. The warehouse user and its API token are created
-in-process too.
+points at a Redis database flushed before and after, so the label and email jobs only wait in
+the outbox, as in production until the relay sends them; no relay or worker runs. The
+warehouse user and its API token are created in-process too.
 
 Two phases against the same server:
 
@@ -211,7 +211,7 @@ def scans_database(kind: str, pg_server: str, pg_name: str) -> Iterator[Setup]:
 
 
 def file_approved_claims(app: Flask, limit: int) -> int:
-    """File up to ``limit`` approved claims through the real use case (jobs only enqueued)."""
+    """File up to ``limit`` approved claims through the real use case (jobs left in the outbox)."""
     from claims.service import ClaimInput, file_claim
     from claims.settings import claim_settings
     from common.actors import Actor

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 
 import click
 from flask import Flask, current_app
@@ -30,6 +31,10 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
     warm_up(app)
     db.engine.dispose()  # no pooled connection may cross the fork into a work horse
     names = list(queues) or [app.config["RQ_DEFAULT_QUEUE"]]
+    if burst:
+        # A burst worker drains what is pending: the outbox rows no relay has sent yet too.
+        jobs.relay(app)
+        db.engine.dispose()
     worker = Worker(
         [jobs.queue_for(app, name) for name in names], connection=jobs.redis_connection(app)
     )
@@ -67,26 +72,25 @@ def warm_up(app: Flask) -> None:
 
 
 @outbox_cli.command("relay")
-@click.option("--loop", is_flag=True, help="Keep relaying until interrupted.")
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between passes.")
-def relay_command(loop: bool, interval: float) -> None:
-    """Enqueue outbox jobs that were committed but never reached Redis (or run them inline)."""
+@click.option("--loop", is_flag=True, help="Keep relaying until interrupted (SIGTERM/SIGINT).")
+@click.option("--interval", type=float, default=None,
+              help="Seconds between passes when idle [OUTBOX_RELAY_INTERVAL_SECONDS].")
+def relay_command(loop: bool, interval: float | None) -> None:
+    """Send committed outbox jobs to rq (with Redis) or run them inline (without)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    while True:
-        try:
-            if app.config.get("REDIS_URL"):
-                count = jobs.relay(app)
-            else:
-                count = jobs.run_pending_inline(app)
-            if count or not loop:
-                click.echo(f"relayed {count} job(s)")
-        except Exception as exc:  # noqa: BLE001 - Redis/DB down: report and try again
-            if not loop:
-                raise
-            click.echo(f"relay pass failed: {exc}", err=True)
-        if not loop:
-            return
-        time.sleep(interval)
+    if not app.config.get("REDIS_URL"):
+        click.echo(f"ran {jobs.run_pending_inline(app)} job(s) inline")
+        return
+    if not loop:
+        click.echo(f"relayed {jobs.relay(app)} job(s)")
+        return
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    wait = interval or app.config["OUTBOX_RELAY_INTERVAL_SECONDS"]
+    click.echo(f"relaying outbox jobs to rq every {wait:g} s when idle")
+    relayed = jobs.relay_forever(app, interval=wait, stop=stopping)
+    click.echo(f"relay stopped after {relayed} job(s)")
 
 
 @outbox_cli.command("status")

@@ -27,6 +27,19 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _env_stage_limits(name: str, default: str) -> dict[str, float]:
     """``stage=days,stage=days`` (e.g. ``diagnosing=2,awaiting_parts=7``)."""
     raw = os.environ.get(name) or default
@@ -94,6 +107,9 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "REDIS_URL": redis_url,
         "RQ_DEFAULT_QUEUE": os.environ.get("RQ_DEFAULT_QUEUE", "aftercare"),
         "OUTBOX_REDISPATCH_AFTER_SECONDS": _env_int("OUTBOX_REDISPATCH_AFTER_SECONDS", 600),
+        # The relay sends up to this many outbox rows in one rq job (one work-horse fork).
+        "OUTBOX_RELAY_BATCH": max(1, _env_int("OUTBOX_RELAY_BATCH", 20)),
+        "OUTBOX_RELAY_INTERVAL_SECONDS": _env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 0.2),
         # Request bodies above this are refused with 413 before any parsing.
         "MAX_CONTENT_LENGTH": _env_int("MAX_CONTENT_LENGTH", 1 * 1024 * 1024),
         "IMPORT_MAX_BYTES": _env_int("IMPORT_MAX_BYTES", 64 * 1024 * 1024),

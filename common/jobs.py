@@ -1,28 +1,40 @@
 """Background jobs behind one small interface, with a transactional outbox.
 
-``enqueue_job("name", key=value)`` adds an ``outbox_jobs`` row to the current transaction. When
-that transaction commits, the row is dispatched: run inline in a fresh app context and session
-(no ``REDIS_URL``), or enqueued on rq with the deterministic job id ``outbox-<id>``. Rows of one
-transaction that dispatch alike (same queue, timeout and retries) share one rq job, named after
-the first of them and recorded in ``rq_job``: filing a claim queues a label and an email, and
-each rq job costs the request more than the rest of its writes together. If Redis is
-down or the process dies between commit and enqueue, the row stays pending and
-``flask --app app outbox relay`` enqueues it later, so nothing is lost. A job marks its row
-completed and skips rows already completed, so rq's at-least-once delivery runs it once in effect.
-Job functions take ids, reload what they need and must themselves be idempotent.
+``enqueue_job("name", key=value)`` adds an ``outbox_jobs`` row to the current transaction.
+
+Without ``REDIS_URL`` the row runs inline once the transaction commits, in a fresh app context
+and session. With Redis the web request does nothing more: the relay (``flask --app app outbox
+relay --loop``, any number of them) claims pending rows in batches and sends the rows of a batch
+that dispatch alike (same queue, timeout and retries) to rq as one job, recorded in ``rq_job``.
+An rq enqueue cost a claim filing more than all of its SQL together, and rq forks a work horse
+per job, so a batch pays both once. If Redis is down the rows simply wait; rows dispatched long
+ago whose rq job vanished are re-sent one by one. A job marks its row completed and skips rows
+already completed, so rq's at-least-once delivery runs it once in effect. Job functions take
+ids, reload what they need and must themselves be idempotent.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, event, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    event,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.extensions import db
@@ -76,6 +88,12 @@ def registered_jobs() -> dict[str, JobSpec]:
     return dict(_registry)
 
 
+def _spec(name: str) -> JobSpec:
+    # A name this code does not know (a newer release wrote the row) still goes to rq on its
+    # own, where ``execute`` refuses it and rq keeps it among the failed jobs.
+    return _registry.get(name) or JobSpec(name=name, func=execute, retry_intervals=())
+
+
 class OutboxJob(db.Model):
     """A job recorded in the same transaction as the change that needs it."""
 
@@ -106,39 +124,23 @@ class QueuedJob:
     id: int
     job_name: str
     kwargs: dict[str, Any]
-    rq_job: str | None = None
-
-    @property
-    def rq_job_id(self) -> str:
-        return self.rq_job or f"outbox-{self.id}"
 
 
-# Outbox rows are appended in the caller's transaction and changed later only by the dispatch
+# Outbox rows are appended in the caller's transaction and changed later only by the relay
 # and the job: one Core statement returning the id, instead of a unit-of-work flush.
 _INSERT_OUTBOX = OutboxJob.__table__.insert().returning(OutboxJob.__table__.c.id)
 
 
 def enqueue_job(job_name: str, **kwargs: Any) -> QueuedJob:
-    """Record a job in the current transaction; it is dispatched after the commit."""
-    spec = _registry.get(job_name)
-    if spec is None:
+    """Record a job in the current transaction; it runs (or is relayed to rq) after the commit."""
+    if job_name not in _registry:
         raise KeyError(f"unknown job {job_name!r}")
-    values: dict[str, Any] = {"job_name": job_name, "kwargs": kwargs}
     session = db.session()
-    earlier: list[QueuedJob] = session.info.setdefault(_NEW_KEY, [])
-    if _dispatches_to_rq():
-        # Marked as dispatched in the same transaction, so the commit is the only write: the
-        # enqueue after it needs no second round trip. If the enqueue then fails, the row is
-        # unmarked again; if the process dies first, the relay re-sends stale rows.
-        values["dispatched_at"] = utcnow()
-        key = _dispatch_key(spec)
-        leader = next((q for q in earlier if q.rq_job is None
-                       and _dispatch_key(_registry[q.job_name]) == key), None)
-        if leader is not None:
-            values["rq_job"] = leader.rq_job_id
-    outbox_id = session.connection().execute(_INSERT_OUTBOX, values).scalar_one()
-    queued = QueuedJob(outbox_id, job_name, kwargs, values.get("rq_job"))
-    earlier.append(queued)
+    outbox_id = session.connection().execute(
+        _INSERT_OUTBOX, {"job_name": job_name, "kwargs": kwargs}).scalar_one()
+    queued = QueuedJob(outbox_id, job_name, kwargs)
+    if not _dispatches_to_rq():
+        session.info.setdefault(_NEW_KEY, []).append(queued)
     return queued
 
 
@@ -149,27 +151,27 @@ def _dispatches_to_rq() -> bool:
         return False
 
 
-# --- dispatch after commit -------------------------------------------------------------------
+# --- inline dispatch after commit (no Redis) ----------------------------------------------
 
 
 def install_session_hooks() -> None:
     """Attach the outbox hooks to every SQLAlchemy session (idempotent)."""
     if not event.contains(Session, "after_commit", _note_committed):
         event.listen(Session, "after_commit", _note_committed)
-        event.listen(Session, "after_transaction_end", _dispatch_after_commit)
+        event.listen(Session, "after_transaction_end", _run_after_commit)
         event.listen(Session, "after_rollback", _forget)
 
 
 def _note_committed(session: Session) -> None:
     queued = session.info.pop(_NEW_KEY, None)
     if queued:
-        session.info[_COMMITTED_KEY] = [(q.id, q.job_name, q.rq_job_id) for q in queued]
+        session.info[_COMMITTED_KEY] = [q.id for q in queued]
 
 
-def _dispatch_after_commit(session: Session, transaction: Any) -> None:
-    # Dispatch once the committed transaction has ended and given its connection back to the
-    # pool: an inline job opens its own session, and doing that inside ``after_commit`` (while
-    # the request still holds its connection) deadlocks N concurrent requests on a pool of N.
+def _run_after_commit(session: Session, transaction: Any) -> None:
+    # Run once the committed transaction has ended and given its connection back to the pool:
+    # an inline job opens its own session, and doing that inside ``after_commit`` (while the
+    # request still holds its connection) deadlocks N concurrent requests on a pool of N.
     if transaction.parent is not None:
         return
     committed = session.info.pop(_COMMITTED_KEY, None)
@@ -178,30 +180,14 @@ def _dispatch_after_commit(session: Session, transaction: Any) -> None:
     try:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     except RuntimeError:
-        return  # outside an app: the relay will pick the rows up
-    if app.config.get("REDIS_URL"):
-        try:
-            enqueue_rows(app, committed)
-        except Exception as exc:  # noqa: BLE001 - Redis down: the relay retries later
-            log.warning("outbox: enqueue deferred for %s: %s", [c[0] for c in committed], exc)
-            _unmark(app, [c[0] for c in committed])
-    else:
-        for outbox_id, _name, _kwargs in committed:
-            _run_inline(app, outbox_id)
+        return  # outside an app: ``flask outbox relay`` runs them later
+    for outbox_id in committed:
+        _run_inline(app, outbox_id)
 
 
 def _forget(session: Session, *args: Any) -> None:
     session.info.pop(_NEW_KEY, None)
     session.info.pop(_COMMITTED_KEY, None)
-
-
-def _unmark(app: Flask, ids: list[int]) -> None:
-    try:
-        with db.engines[None].begin() as connection:
-            connection.execute(update(OutboxJob).where(OutboxJob.id.in_(ids))
-                               .values(dispatched_at=None))
-    except Exception:  # noqa: BLE001 - the stale-row pass of the relay covers this too
-        log.exception("outbox: could not unmark %s", ids)
 
 
 def enqueue_rows(app: Flask, rows: list[tuple[int, str, str]]) -> None:
@@ -213,10 +199,10 @@ def enqueue_rows(app: Flask, rows: list[tuple[int, str, str]]) -> None:
 
     together: dict[str, list[tuple[int, JobSpec]]] = {}
     for outbox_id, name, rq_job_id in rows:
-        together.setdefault(rq_job_id, []).append((outbox_id, _registry[name]))
+        together.setdefault(rq_job_id, []).append((outbox_id, _spec(name)))
     by_queue: dict[str | None, list] = {}
     for rq_job_id, members in together.items():
-        ids = [outbox_id for outbox_id, _spec in members]
+        ids = [outbox_id for outbox_id, _member in members]
         spec = members[0][1]
         names = ", ".join(f"{member.name} (outbox {outbox_id})" for outbox_id, member in members)
         by_queue.setdefault(spec.queue, []).append(Queue.prepare_data(
@@ -230,7 +216,7 @@ def enqueue_rows(app: Flask, rows: list[tuple[int, str, str]]) -> None:
             retry=Retry(max=len(spec.retry_intervals), interval=list(spec.retry_intervals))
             if spec.retry_intervals else None,
         ))
-    # One MULTI/EXEC round trip for all of the commit's jobs, whatever their queues.
+    # One MULTI/EXEC round trip for all of the pass's jobs, whatever their queues.
     with redis_connection(app).pipeline() as pipeline:
         for queue_name, datas in by_queue.items():
             queue_for(app, queue_name).enqueue_many(datas, pipeline=pipeline)
@@ -363,63 +349,124 @@ def queue_for(app: Flask, name: str | None = None):  # noqa: ANN201 - rq.Queue
     return queue
 
 
-def relay(app: Flask, *, ids: list[int] | None = None, limit: int = 500) -> int:
-    """Enqueue pending outbox rows on rq (claiming each so two relays never both send it).
+def relay(app: Flask, *, limit: int = 500) -> int:
+    """One relay pass: send pending outbox rows to rq; returns how many rows were sent.
 
-    With ``ids`` only those rows are considered; otherwise the oldest pending rows and rows
-    dispatched long ago whose rq job has vanished. Returns how many were enqueued.
+    New rows are claimed in one statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so relays
+    on several hosts share the work) and sent in batches of up to ``OUTBOX_RELAY_BATCH`` rows per
+    rq job. Then rows dispatched more than ``OUTBOX_REDISPATCH_AFTER_SECONDS`` ago whose rq job
+    vanished are re-sent, each alone under its own id.
     """
+    with app.app_context():
+        return _relay_new(app, limit) + _relay_stale(app, limit)
+
+
+def relay_forever(app: Flask, *, interval: float, stop: threading.Event,
+                  limit: int = 500) -> int:
+    """Relay passes until ``stop`` is set; back to back while a pass finds ``limit`` rows."""
+    relayed = 0
+    while not stop.is_set():
+        try:
+            sent = relay(app, limit=limit)
+        except Exception:  # noqa: BLE001 - Redis or the database down: try again later
+            log.exception("outbox: relay pass failed")
+            sent = 0
+        relayed += sent
+        if sent < limit:
+            stop.wait(interval)
+    return relayed
+
+
+def _claim_statement(dialect: str, limit: int):  # noqa: ANN202 - an UPDATE statement
+    table = OutboxJob.__table__
+    pending = (select(table.c.id)
+               .where(table.c.completed_at.is_(None), table.c.dispatched_at.is_(None))
+               .order_by(table.c.id).limit(limit))
+    if dialect == "postgresql":
+        pending = pending.with_for_update(skip_locked=True)
+    return (update(table).where(table.c.id.in_(pending.scalar_subquery()))
+            .values(dispatched_at=bindparam("now"))
+            .returning(table.c.id, table.c.job_name))
+
+
+def _relay_new(app: Flask, limit: int) -> int:
+    session = db.session
+    claimed = sorted(session.execute(
+        _claim_statement(session.get_bind().dialect.name, limit), {"now": utcnow()}).all())
+    if not claimed:
+        session.rollback()
+        return 0
+    size = max(1, app.config.get("OUTBOX_RELAY_BATCH", 20))
+    groups: dict[tuple, list[tuple[int, str]]] = {}
+    for outbox_id, name in claimed:
+        key = _dispatch_key(_spec(name)) if name in _registry else ("unknown", name)
+        groups.setdefault(key, []).append((outbox_id, name))
+    rows: list[tuple[int, str, str]] = []
+    for members in groups.values():
+        for start in range(0, len(members), size):
+            batch = members[start:start + size]
+            ids = [outbox_id for outbox_id, _name in batch]
+            if len(batch) == 1:
+                rows.append((ids[0], batch[0][1], f"outbox-{ids[0]}"))
+                continue
+            rq_job = f"outbox-{ids[0]}-{ids[-1]}"
+            session.execute(update(OutboxJob).where(OutboxJob.id.in_(ids))
+                            .values(rq_job=rq_job).execution_options(synchronize_session=False))
+            rows.extend((outbox_id, name, rq_job) for outbox_id, name in batch)
+    session.commit()
+    try:
+        enqueue_rows(app, rows)
+    except Exception:
+        # Unclaim, so the next pass sends them; then let the caller know.
+        session.execute(update(OutboxJob).where(OutboxJob.id.in_([r[0] for r in rows]))
+                        .values(dispatched_at=None, rq_job=None)
+                        .execution_options(synchronize_session=False))
+        session.commit()
+        raise
+    return len(rows)
+
+
+def _relay_stale(app: Flask, limit: int) -> int:
     from rq.job import JobStatus
 
-    with app.app_context():
-        now = utcnow()
-        stale_before = now - timedelta(seconds=app.config["OUTBOX_REDISPATCH_AFTER_SECONDS"])
-        query = select(OutboxJob).where(OutboxJob.completed_at.is_(None))
-        if ids is not None:
-            query = query.where(OutboxJob.id.in_(ids), OutboxJob.dispatched_at.is_(None))
-        else:
-            query = query.where(
-                (OutboxJob.dispatched_at.is_(None)) | (OutboxJob.dispatched_at < stale_before)
-            )
-        rows = db.session.scalars(query.order_by(OutboxJob.id).limit(limit)).all()
-        enqueued = 0
-        conn = redis_connection(app)
-        # Every status is read before anything is re-sent: a row re-sent alone under its own
-        # id may reuse the id of the vanished job another row still names.
-        statuses = {job_id: _rq_status(job_id, conn)
-                    for job_id in {row.rq_job_id for row in rows if row.dispatched_at}}
-        # Alive jobs are left alone; failed ones wait in rq's failed registry for an
-        # operator (requeue there) rather than being retried here for ever.
-        settled = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED,
-                   JobStatus.DEFERRED, JobStatus.FAILED)
-        for row in rows:
-            if row.dispatched_at is not None and statuses[row.rq_job_id] in settled:
-                continue
-            unchanged = (
-                OutboxJob.dispatched_at.is_(None)
-                if row.dispatched_at is None
-                else OutboxJob.dispatched_at == row.dispatched_at
-            )
-            # Re-sent alone, under its own job id: the others it once shared a job with are
-            # settled or re-sent on their own.
-            claimed = db.session.execute(
-                update(OutboxJob).where(OutboxJob.id == row.id, unchanged)
-                .values(dispatched_at=now, rq_job=None)
-            ).rowcount
+    stale_before = utcnow() - timedelta(seconds=app.config["OUTBOX_REDISPATCH_AFTER_SECONDS"])
+    rows = db.session.execute(
+        select(OutboxJob.id, OutboxJob.job_name, OutboxJob.dispatched_at, OutboxJob.rq_job)
+        .where(OutboxJob.completed_at.is_(None), OutboxJob.dispatched_at < stale_before)
+        .order_by(OutboxJob.id).limit(limit)).all()
+    db.session.rollback()
+    if not rows:
+        return 0
+    conn = redis_connection(app)
+    # Every status is read before anything is re-sent: a row re-sent alone under its own id
+    # may reuse the id of the vanished job another row still names.
+    statuses = {job_id: _rq_status(job_id, conn)
+                for job_id in {row.rq_job or f"outbox-{row.id}" for row in rows}}
+    # Alive jobs are left alone; failed ones wait in rq's failed registry for an operator
+    # (requeue there) rather than being retried here for ever.
+    settled = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED,
+               JobStatus.FAILED)
+    sent = 0
+    for row in rows:
+        if statuses[row.rq_job or f"outbox-{row.id}"] in settled:
+            continue
+        claimed = db.session.execute(
+            update(OutboxJob)
+            .where(OutboxJob.id == row.id, OutboxJob.dispatched_at == row.dispatched_at)
+            .values(dispatched_at=utcnow(), rq_job=None)
+        ).rowcount
+        db.session.commit()
+        if claimed != 1:
+            continue  # another relay got it
+        try:
+            enqueue_rows(app, [(row.id, row.job_name, f"outbox-{row.id}")])
+        except Exception:
+            db.session.execute(
+                update(OutboxJob).where(OutboxJob.id == row.id).values(dispatched_at=None))
             db.session.commit()
-            if claimed != 1:
-                continue  # another relay got it
-            try:
-                enqueue_rows(app, [(row.id, row.job_name, f"outbox-{row.id}")])
-            except Exception:
-                # Unclaim so the next relay pass retries it; then let the caller know.
-                db.session.execute(
-                    update(OutboxJob).where(OutboxJob.id == row.id).values(dispatched_at=None)
-                )
-                db.session.commit()
-                raise
-            enqueued += 1
-        return enqueued
+            raise
+        sent += 1
+    return sent
 
 
 def _rq_status(job_id: str, conn: Any) -> Any:

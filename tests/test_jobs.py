@@ -113,16 +113,31 @@ def run_worker(app, database_url: str) -> subprocess.CompletedProcess:
 
 
 @requires_redis
-def test_job_runs_through_a_real_rq_worker(rq_app, database_url):
+def test_committed_job_waits_for_the_relay_then_runs_on_a_real_rq_worker(rq_app, database_url):
     from rq.job import Job
 
     row = enqueue_job("audit.verify_chain")
     db.session.commit()
     stored = db.session.get(OutboxJob, row.id)
-    assert stored.dispatched_at is not None and stored.completed_at is None
+    assert stored.dispatched_at is None and stored.completed_at is None
+    assert jobs.queue_for(rq_app).count == 0, "the web request never talks to Redis"
+    assert jobs.relay(rq_app) == 1
+    db.session.rollback()
+    assert db.session.get(OutboxJob, row.id).dispatched_at is not None
     rq_job = Job.fetch(f"outbox-{row.id}", connection=jobs.redis_connection(rq_app))
     assert rq_job.args == (row.id,)
     assert checks() == 0  # nothing ran in the web process
+    result = run_worker(rq_app, database_url)
+    assert result.returncode == 0, result.stderr
+    assert checks() == 1
+    db.session.rollback()
+    assert db.session.get(OutboxJob, row.id).completed_at is not None
+
+
+@requires_redis
+def test_burst_worker_relays_pending_rows_first(rq_app, database_url):
+    row = enqueue_job("audit.verify_chain")
+    db.session.commit()
     result = run_worker(rq_app, database_url)
     assert result.returncode == 0, result.stderr
     assert checks() == 1
@@ -136,8 +151,12 @@ def test_redis_outage_loses_no_job(make_app, database_url):
     down = make_app(REDIS_URL="redis://127.0.0.1:1/0", RQ_DEFAULT_QUEUE=queue)
     with down.app_context():
         row = enqueue_job("audit.verify_chain")
-        db.session.commit()  # no exception although Redis is unreachable
-        assert db.session.get(OutboxJob, row.id).dispatched_at is None
+        db.session.commit()  # the request never needs Redis
+        with pytest.raises(Exception, match="(?i)connect"):
+            jobs.relay(down)
+        db.session.rollback()
+        stored = db.session.get(OutboxJob, row.id)
+        assert stored.dispatched_at is None and stored.rq_job is None, "unclaimed again"
         outbox_id = row.id
     up = make_app(REDIS_URL=TEST_REDIS_URL, RQ_DEFAULT_QUEUE=queue)
     with up.app_context():
@@ -155,6 +174,7 @@ def test_relay_redispatches_a_job_whose_rq_entry_vanished(rq_app, database_url):
 
     row = enqueue_job("audit.verify_chain")
     db.session.commit()
+    assert jobs.relay(rq_app) == 1
     connection = jobs.redis_connection(rq_app)
     Job.fetch(f"outbox-{row.id}", connection=connection).delete()
     db.session.execute(update(OutboxJob).where(OutboxJob.id == row.id)
@@ -171,6 +191,7 @@ def test_relay_redispatches_a_job_a_killed_worker_took_off_the_queue(rq_app, dat
 
     row = enqueue_job("audit.verify_chain")
     db.session.commit()
+    assert jobs.relay(rq_app) == 1
     connection = jobs.redis_connection(rq_app)
     queue = jobs.queue_for(rq_app)
     # What a SIGKILL between dequeue and start leaves: status queued, but in no queue.
@@ -222,26 +243,33 @@ def test_rows_sent_together_run_on_when_one_fails_and_the_job_fails(app):
 
 
 @requires_redis
-def test_jobs_of_one_transaction_share_an_rq_job_when_dispatched_alike(rq_app, database_url):
+def test_relay_sends_rows_that_dispatch_alike_in_batches(make_app, database_url):
     from rq.job import Job
 
-    label = enqueue_job("audit.verify_chain")
-    check = enqueue_job("audit.verify_chain")
-    webhook = enqueue_job("webhooks.deliver", delivery_id=0)  # other retries: a job of its own
-    db.session.commit()
-    rows = {row.id: row for row in db.session.scalars(select(OutboxJob))}
-    assert rows[label.id].rq_job is None
-    assert rows[check.id].rq_job == f"outbox-{label.id}" == rows[check.id].rq_job_id
-    assert rows[webhook.id].rq_job is None
-    connection = jobs.redis_connection(rq_app)
-    shared = Job.fetch(f"outbox-{label.id}", connection=connection)
-    assert shared.args == ([label.id, check.id],)
-    assert Job.fetch(f"outbox-{webhook.id}", connection=connection).args == (webhook.id,)
-    jobs.queue_for(rq_app).remove(f"outbox-{webhook.id}")
-    assert run_worker(rq_app, database_url).returncode == 0
-    assert checks() == 2
-    db.session.rollback()
-    assert db.session.get(OutboxJob, check.id).completed_at is not None
+    app = make_app(REDIS_URL=TEST_REDIS_URL, RQ_DEFAULT_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
+                   OUTBOX_RELAY_BATCH=2)
+    with app.app_context():
+        first = enqueue_job("audit.verify_chain")
+        webhook = enqueue_job("webhooks.deliver", delivery_id=0)  # other retries: its own job
+        second = enqueue_job("audit.verify_chain")
+        third = enqueue_job("audit.verify_chain")  # the batch is full: a job of its own
+        db.session.commit()
+        assert jobs.relay(app) == 4
+        rows = {row.id: row for row in db.session.scalars(select(OutboxJob))}
+        pair = f"outbox-{first.id}-{second.id}"
+        assert rows[first.id].rq_job == rows[second.id].rq_job == pair
+        assert rows[first.id].rq_job_id == pair
+        assert rows[third.id].rq_job is None and rows[webhook.id].rq_job is None
+        connection = jobs.redis_connection(app)
+        assert Job.fetch(pair, connection=connection).args == ([first.id, second.id],)
+        assert Job.fetch(f"outbox-{third.id}", connection=connection).args == (third.id,)
+        assert Job.fetch(f"outbox-{webhook.id}", connection=connection).args == (webhook.id,)
+        jobs.queue_for(app).remove(f"outbox-{webhook.id}")
+        assert run_worker(app, database_url).returncode == 0
+        assert checks() == 3
+        db.session.rollback()
+        assert db.session.get(OutboxJob, second.id).completed_at is not None
+        jobs.queue_for(app).empty()
 
 
 @requires_redis
@@ -251,8 +279,9 @@ def test_relay_resends_a_row_of_a_vanished_shared_job_under_its_own_id(rq_app, d
     first = enqueue_job("audit.verify_chain")
     second = enqueue_job("audit.verify_chain")
     db.session.commit()
+    assert jobs.relay(rq_app) == 2
     connection = jobs.redis_connection(rq_app)
-    Job.fetch(f"outbox-{first.id}", connection=connection).delete()
+    Job.fetch(f"outbox-{first.id}-{second.id}", connection=connection).delete()
     db.session.execute(update(OutboxJob).values(dispatched_at=utcnow() - timedelta(hours=1)))
     db.session.commit()
     assert jobs.relay(rq_app) == 2
@@ -260,3 +289,64 @@ def test_relay_resends_a_row_of_a_vanished_shared_job_under_its_own_id(rq_app, d
     assert db.session.get(OutboxJob, second.id).rq_job is None
     assert run_worker(rq_app, database_url).returncode == 0
     assert checks() == 2
+
+
+@requires_redis
+def test_two_relays_at_once_send_every_row_exactly_once(rq_app):
+    """Relays on two hosts: on PostgreSQL they skip each other's locked rows, on SQLite they
+    queue for the write lock; either way no row is claimed twice and none is left behind."""
+    import threading
+
+    from rq.job import Job
+
+    ids = [enqueue_job("audit.verify_chain").id for _ in range(120)]
+    db.session.commit()
+    start = threading.Barrier(2)
+    sent: list[int] = []
+
+    def relay_until_empty() -> None:
+        start.wait()
+        with rq_app.app_context():
+            while (count := jobs.relay(rq_app, limit=15)) > 0:
+                sent.append(count)
+
+    threads = [threading.Thread(target=relay_until_empty) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(sent) == len(ids)
+    connection = jobs.redis_connection(rq_app)
+    carried: list[int] = []
+    for job_id in jobs.queue_for(rq_app).get_job_ids():
+        args = Job.fetch(job_id, connection=connection).args[0]
+        carried.extend(args if isinstance(args, list) else [args])
+    assert sorted(carried) == ids
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(OutboxJob.id))
+                             .where(OutboxJob.dispatched_at.is_(None))) == 0
+
+
+@requires_redis
+def test_relay_loop_sends_rows_as_they_commit_and_stops_on_sigterm(rq_app, database_url):
+    import signal
+    import time
+
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
+           "RQ_DEFAULT_QUEUE": rq_app.config["RQ_DEFAULT_QUEUE"], "SECRET_KEY": "x" * 40}
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "outbox", "relay", "--loop",
+         "--interval", "0.05"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        row = enqueue_job("audit.verify_chain")
+        db.session.commit()
+        deadline = time.monotonic() + 30
+        while jobs.queue_for(rq_app).count == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jobs.queue_for(rq_app).get_job_ids() == [f"outbox-{row.id}"]
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert "relay stopped after 1 job(s)" in out

@@ -201,8 +201,10 @@ def test_killed_worker_loses_no_label_and_sends_no_email_twice(make_app, private
             assert client.post("/api/v1/claims", json=claim_body(serial)).status_code == 201
         with app.app_context():
             assert count(OutboxJob) == 2 * BATCH
-            # Each claim's label and email travel in one rq job (rows of one transaction).
-            assert jobs.queue_for(app).count == BATCH
+            # The relay sends labels and emails in rq jobs of OUTBOX_RELAY_BATCH rows each.
+            assert jobs.relay(app) == 2 * BATCH
+            batch = app.config["OUTBOX_RELAY_BATCH"]
+            assert jobs.queue_for(app).count == -(-2 * BATCH // batch)
         env = worker_env(app, database_url, private_redis.url)
         worker = start_worker(env)
         with app.app_context():
