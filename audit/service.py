@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, TextClause, bindparam, event, select, text, update
+from sqlalchemy import Integer, Select, event, select
 from sqlalchemy.orm import Session
 
 from audit.chain import event_hash, normalize_data
 from audit.models import GENESIS_HASH, AuditChainHead, AuditCheck, AuditEvent
 from common.actors import Actor, current_request_id
 from common.extensions import db
+from common.fastsql import FastStatement, insert_into
 from common.models import utcnow
 
 _PENDING_KEY = "aftercare.audit.pending"
@@ -54,36 +55,31 @@ def record_event(
 
 
 _HEAD = AuditChainHead.__table__
-# Built once: the seal runs in every writing transaction, so it skips statement construction
-# and the ORM's execute path (the statements touch no mapped objects).
-_BUMP_HEAD = (
-    update(_HEAD)
-    .where(_HEAD.c.id == HEAD_ID)
-    .values(last_seq=_HEAD.c.last_seq + bindparam("count"))
-    .returning(_HEAD.c.last_seq, _HEAD.c.last_hash)
-)
 _EVENTS = AuditEvent.__table__
-_INSERT_EVENTS = _EVENTS.insert()
-_SET_HEAD_HASH = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(last_hash=bindparam("new_hash"))
 _EVENT_COLUMNS = tuple(column.name for column in _EVENTS.c if column.name != "id")
-_MAX_EVENTS_IN_ONE_STATEMENT = 20  # bounded: one cached statement per count, few parameters
+# The seal runs in every writing transaction: its statements run on the cursor
+# (``common.fastsql``), as they touch no mapped objects.
+_BUMP_HEAD = FastStatement(
+    f"UPDATE {_HEAD.name} SET last_seq = last_seq + :count WHERE id = {HEAD_ID} "
+    "RETURNING last_seq, last_hash", {"count": Integer()})
+_INSERT_EVENTS = insert_into(_EVENTS, _EVENT_COLUMNS)
+_SET_HEAD_HASH = FastStatement(
+    f"UPDATE {_HEAD.name} SET last_hash = :new_hash WHERE id = {HEAD_ID}",
+    {"new_hash": _HEAD.c.last_hash.type})
+_MAX_EVENTS_IN_ONE_STATEMENT = 20  # bounded: one prepared statement per count
 
 
 @functools.cache
-def _append_and_link(count: int) -> TextClause:
+def _append_and_link(count: int) -> FastStatement:
     """PostgreSQL: insert ``count`` events and move the head's hash in one statement."""
-    # Spelled out as text: a multi-row INSERT construct has no cache key, so it would be
-    # compiled again for every transaction.
     values = ", ".join(
         "(" + ", ".join(f":{name}_{n}" for name in _EVENT_COLUMNS) + ")" for n in range(count)
     )
-    return text(
+    types = {f"{name}_{n}": _EVENTS.c[name].type for n in range(count) for name in _EVENT_COLUMNS}
+    return FastStatement(
         f"WITH appended AS (INSERT INTO {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES {values}) UPDATE {_HEAD.name} SET last_hash = :new_hash WHERE id = {HEAD_ID}"
-    ).bindparams(
-        *(bindparam(f"{name}_{n}", type_=_EVENTS.c[name].type)
-          for n in range(count) for name in _EVENT_COLUMNS),
-        bindparam("new_hash", type_=_HEAD.c.last_hash.type),
+        f"VALUES {values}) UPDATE {_HEAD.name} SET last_hash = :new_hash WHERE id = {HEAD_ID}",
+        {**types, "new_hash": _HEAD.c.last_hash.type},
     )
 
 
@@ -97,7 +93,7 @@ def _seal_pending(session: Session) -> None:
     connection = session.connection()
     # Bumping the head first takes its row lock (PostgreSQL) / the write lock (SQLite), so
     # concurrent transactions append one after the other and seq has no gaps.
-    bumped = connection.execute(_BUMP_HEAD, {"count": len(pending)}).one_or_none()
+    bumped = _BUMP_HEAD.execute(connection, {"count": len(pending)}).fetchone()
     if bumped is None:
         raise RuntimeError("audit chain head missing: run `flask --app app db upgrade`")
     last_seq, prev_hash = bumped
@@ -113,10 +109,10 @@ def _seal_pending(session: Session) -> None:
     if connection.dialect.name == "postgresql" and len(rows) <= _MAX_EVENTS_IN_ONE_STATEMENT:
         # One round trip fewer: a data-modifying CTE writes the events with the head's hash.
         params = {f"{name}_{n}": row[name] for n, row in enumerate(rows) for name in row}
-        connection.execute(_append_and_link(len(rows)), {**params, "new_hash": prev_hash})
+        _append_and_link(len(rows)).execute(connection, {**params, "new_hash": prev_hash})
     else:
-        connection.execute(_INSERT_EVENTS, rows)
-        connection.execute(_SET_HEAD_HASH, {"new_hash": prev_hash})
+        _INSERT_EVENTS.execute_many(connection, rows)
+        _SET_HEAD_HASH.execute(connection, {"new_hash": prev_hash})
 
 
 def _discard_pending(session: Session, *args: Any) -> None:

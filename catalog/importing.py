@@ -27,14 +27,13 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from itertools import chain
 from operator import itemgetter
 from typing import IO, Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     Connection,
     Date,
     DateTime,
@@ -50,6 +49,7 @@ from catalog.import_rules import KINDS, ImportContext, KindRules
 from catalog.models import BomLine, ImportRun, Part, Product, Purchase
 from common.actors import Actor
 from common.extensions import db
+from common.fastsql import bind_processor
 from common.models import utcnow
 
 # Rows validated, enriched and written together: a few statements per chunk, not per row.
@@ -315,32 +315,13 @@ def _plan(table: Table, dialect: Dialect) -> _TablePlan:
     quote = dialect.identifier_preparer.quote
     binders, sql_types = {}, {}
     for column in table.c:
-        binders[column.name] = _binder(column.type, dialect)
+        binders[column.name] = bind_processor(column.type, dialect)
         sql_types[column.name] = column.type.compile(dialect)
     json = frozenset(c.name for c in table.c if isinstance(c.type, JSON))
     by_value = frozenset(c.name for c in table.c if isinstance(c.type, Date | Numeric)
                          and not isinstance(c.type, DateTime))
     return _TablePlan(table, dialect, {c.name: quote(c.name) for c in table.c}, sql_types,
                       binders, json, by_value)
-
-
-def _binder(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
-    """The column type's bind processor, or a cheaper one doing the same for the common types:
-    both drivers take Python booleans as they are, SQLite stores a date as its ISO text, and
-    PostgreSQL takes JSON as its text (psycopg's ``Json`` wrapper would serialize the value
-    again for every row that shares it)."""
-    if isinstance(type_, Boolean):
-        return None
-    if isinstance(type_, Date) and not isinstance(type_, DateTime) and dialect.name == "sqlite":
-        return _iso_date
-    if isinstance(type_, JSON) and dialect.name == "postgresql":
-        # The generic processor: the value's JSON text.
-        return type_._make_bind_processor(None, dialect._json_serializer or json.dumps)
-    return type_.dialect_impl(dialect).bind_processor(dialect)
-
-
-def _iso_date(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 class _JsonTexts:

@@ -28,6 +28,7 @@ from claims.photos import MAX_PHOTOS, PhotoRejected, clean_photo
 from common.actors import Actor
 from common.errors import ValidationFailed
 from common.extensions import db
+from common.fastsql import insert_into
 from common.jobs import enqueue_job
 from common.models import utcnow
 from common.tokens import secret_hash
@@ -234,7 +235,7 @@ def _record_claim(
     elif decision.status == rules.REJECTED:
         _publish_rejection(claim_number=values["claim_number"], sku=values["sku"],
                            serial_number=serial, reasons=values["reasons"])
-    claim_id = db.session.connection().execute(_INSERT_CLAIM, values).scalar_one()
+    claim_id = _INSERT_CLAIM.scalar(db.session.connection(), values)
     claim = _NewClaim(claim_id, values["claim_number"], serial, values["sku"], email,
                       data.language, values["remedy"], values["reasons"])
     for photo in photos:
@@ -254,7 +255,7 @@ def _record_claim(
         _notify(claim, "claim_in_review" if step == "needs_review" else "claim_rejected", actor,
                 link=link)
     if idempotency is not None:
-        db.session.connection().execute(_INSERT_IDEMPOTENCY, {
+        _INSERT_IDEMPOTENCY.execute(db.session.connection(), {
             "scope": idempotency.scope, "key": idempotency.key,
             "fingerprint": idempotency.fingerprint, "claim_id": claim_id,
         })
@@ -340,8 +341,8 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-# Filing reads and writes plain columns through statements built once: building a statement
-# costs more than running it, and nothing here needs mapped objects.
+# Filing reads plain columns through a statement built once, and writes through statements run
+# on the cursor (``common.fastsql``): nothing here needs mapped objects.
 _OpenClaim = aliased(Claim, name="open_claims")
 _FILING_FACTS = (
     # One row per purchase of the serial: its columns, its product's terms (``_product_terms``
@@ -360,8 +361,8 @@ _FILING_FACTS = (
     .outerjoin(_OpenClaim, _OpenClaim.open_serial == Purchase.serial_number)
     .where(Purchase.serial_number == bindparam("serial"))
 )
-_INSERT_CLAIM = Claim.__table__.insert().returning(Claim.__table__.c.id)
-_INSERT_IDEMPOTENCY = IdempotencyRecord.__table__.insert()
+_INSERT_CLAIM = insert_into(Claim.__table__, returning=("id",))
+_INSERT_IDEMPOTENCY = insert_into(IdempotencyRecord.__table__)
 
 
 def _purchase_facts(purchase: Any) -> rules.PurchaseFacts | None:
@@ -421,7 +422,7 @@ def fingerprint(*parts: bytes | str) -> str:
 # --- timeline ----------------------------------------------------------------------------------
 
 
-_INSERT_TIMELINE = TimelineEntry.__table__.insert()
+_INSERT_TIMELINE = insert_into(TimelineEntry.__table__)
 
 
 def add_timeline_entry(claim: Claim, kind: str, params: Mapping[str, Any] | None = None) -> None:
@@ -433,10 +434,10 @@ def add_timeline_entries(
     claim: Claim, steps: Sequence[tuple[str, Mapping[str, Any] | None]]
 ) -> None:
     """Add steps in order to a flushed claim's timeline (in the caller's transaction)."""
-    # Append-only rows nothing reads back in the same transaction: one Core statement instead
-    # of a unit-of-work flush.
+    # Append-only rows nothing reads back in the same transaction: one statement on the cursor
+    # instead of a unit-of-work flush.
     occurred_at = utcnow()
-    db.session.connection().execute(_INSERT_TIMELINE, [
+    _INSERT_TIMELINE.execute_many(db.session.connection(), [
         {"claim_id": claim.id, "kind": kind, "params": dict(params or {}),
          "occurred_at": occurred_at}
         for kind, params in steps

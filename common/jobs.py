@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.extensions import db
+from common.fastsql import insert_into
 from common.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,8 @@ class QueuedJob:
 
 
 # Outbox rows are appended in the caller's transaction and changed later only by the relay
-# and the job: one Core statement returning the id, instead of a unit-of-work flush.
-_INSERT_OUTBOX = OutboxJob.__table__.insert().returning(OutboxJob.__table__.c.id)
+# and the job: one statement on the cursor returning the id, instead of a unit-of-work flush.
+_INSERT_OUTBOX = insert_into(OutboxJob.__table__, returning=("id",))
 
 
 def enqueue_job(job_name: str, **kwargs: Any) -> QueuedJob:
@@ -136,8 +137,8 @@ def enqueue_job(job_name: str, **kwargs: Any) -> QueuedJob:
     if job_name not in _registry:
         raise KeyError(f"unknown job {job_name!r}")
     session = db.session()
-    outbox_id = session.connection().execute(
-        _INSERT_OUTBOX, {"job_name": job_name, "kwargs": kwargs}).scalar_one()
+    outbox_id = _INSERT_OUTBOX.scalar(
+        session.connection(), {"job_name": job_name, "kwargs": kwargs})
     queued = QueuedJob(outbox_id, job_name, kwargs)
     if not _dispatches_to_rq():
         session.info.setdefault(_NEW_KEY, []).append(queued)

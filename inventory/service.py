@@ -21,6 +21,7 @@ from catalog.models import Part
 from common.actors import Actor
 from common.errors import ValidationFailed
 from common.extensions import db
+from common.fastsql import insert_into
 from common.models import utcnow
 from inventory.errors import InsufficientStock, UnitNotFound
 from inventory.models import GRADES, RECEIVING_BIN, Scan, StockLevel, StockMovement, Unit
@@ -44,16 +45,17 @@ class ScanResult:
     unit: Unit | None = None
 
 
-# A unit is only appended when its RMA is issued (receiving loads it later): one Core statement
-# with the columns' defaults, instead of a unit-of-work flush in the filing transaction.
-_INSERT_UNIT = Unit.__table__.insert().returning(Unit.__table__.c.id)
+# A unit is only appended when its RMA is issued (receiving loads it later): one statement on
+# the cursor with the columns' defaults, instead of a unit-of-work flush in the filing
+# transaction.
+_INSERT_UNIT = insert_into(Unit.__table__, returning=("id",))
 
 
 def expect_unit(*, rma_id: int, serial_number: str, sku: str | None, actor: Actor) -> int:
     """A unit the customer is about to send back (called when the RMA is issued); its id."""
-    return db.session.connection().execute(
-        _INSERT_UNIT, {"rma_id": rma_id, "expected_serial": serial_number, "sku": sku}
-    ).scalar_one()
+    return _INSERT_UNIT.scalar(
+        db.session.connection(), {"rma_id": rma_id, "expected_serial": serial_number, "sku": sku}
+    )
 
 
 def record_scan(

@@ -8,12 +8,13 @@ from typing import Any
 from audit.service import record_event
 from common.actors import Actor
 from common.extensions import db
+from common.fastsql import insert_into
 from common.jobs import enqueue_job
 from messaging.models import Message
 
 # A queued message is only appended here (the send job changes it later, in its own session):
-# one Core statement that returns the id, instead of a unit-of-work flush.
-_INSERT_MESSAGE = Message.__table__.insert().returning(Message.__table__.c.id)
+# one statement on the cursor that returns the id, instead of a unit-of-work flush.
+_INSERT_MESSAGE = insert_into(Message.__table__, returning=("id",))
 
 
 def queue_message(
@@ -29,10 +30,10 @@ def queue_message(
 
     Returns the message's id.
     """
-    message_id = db.session.connection().execute(_INSERT_MESSAGE, {
+    message_id = _INSERT_MESSAGE.scalar(db.session.connection(), {
         "recipient": recipient, "kind": kind, "language": language, "params": dict(params),
         "claim_id": claim_id,
-    }).scalar_one()
+    })
     enqueue_job("messaging.send", message_id=message_id)
     record_event(
         entity_type="claim" if claim_id else "message",

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from audit.service import record_event
 from common.actors import Actor
 from common.extensions import db
+from common.fastsql import insert_into
 from common.jobs import enqueue_job
 from common.models import utcnow
 from rma.errors import BadRmaNumber, RmaNotFound
@@ -31,9 +32,9 @@ class IssuedRma:
     remedy: str
 
 
-# An RMA is only appended when issued (later changes load it): one Core statement returning the
-# id, instead of a unit-of-work flush.
-_INSERT_RMA = Rma.__table__.insert().returning(Rma.__table__.c.id)
+# An RMA is only appended when issued (later changes load it): one statement on the cursor
+# returning the id, instead of a unit-of-work flush.
+_INSERT_RMA = insert_into(Rma.__table__, returning=("id",))
 
 
 def issue_rma(
@@ -46,9 +47,9 @@ def issue_rma(
     """
     number = rma_number or new_rma_number()
     # A number collision raises IntegrityError here; the caller retries with a fresh number.
-    rma_id = db.session.connection().execute(
-        _INSERT_RMA, {"rma_number": number, "claim_id": claim_id, "remedy": remedy}
-    ).scalar_one()
+    rma_id = _INSERT_RMA.scalar(
+        db.session.connection(), {"rma_number": number, "claim_id": claim_id, "remedy": remedy}
+    )
     record_event(
         entity_type="rma",
         entity_id=number,

@@ -1,0 +1,119 @@
+"""Statements run on the cursor store exactly what SQLAlchemy Core would, and fail alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+
+from claims.models import Claim
+from common.extensions import db
+from common.fastsql import FastStatement, insert_into
+from common.jobs import OutboxJob
+
+CLAIMS = Claim.__table__
+INSERT_CLAIM = insert_into(CLAIMS, returning=("id",))
+
+
+def claim_values(number: str, **changes) -> dict:
+    values = {
+        "claim_number": number, "purchase_id": None, "serial_number": "SN-FAST-" + number,
+        "sku": "SKU-1", "email": "ann@example.com", "customer_name": "Ann <b>O'Neil</b>",
+        "fault_category": "battery", "description": "Dies after 10 % — «quoted» ✓",
+        "dead_on_arrival": True, "requested_remedy": None, "remedy": "repair",
+        "return_address": {"street": "Storgatan 1", "lines": ["a", None, 3], "nested": {"x": 1.5}},
+        "language": "sv", "status": "approved",
+        "reasons": [{"code": "ok", "params": {"months": 24}}], "open_serial": None,
+        "source": "api", "tracking_token_hash": "f" * 63 + number[-1],
+        "decided_at": datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC), "decided_by": "rules",
+        "warranty_ends_on": date(2027, 12, 31),
+        "filed_at": datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC),
+    }
+    values.update(changes)
+    return values
+
+
+def stored(claim_id: int) -> dict:
+    row = db.session.execute(select(CLAIMS).where(CLAIMS.c.id == claim_id)).one()._asdict()
+    row.pop("id")
+    row.pop("claim_number")
+    row.pop("serial_number")
+    row.pop("tracking_token_hash")
+    return row
+
+
+def test_a_row_written_on_the_cursor_reads_back_as_a_core_insert_writes_it(app):
+    connection = db.session.connection()
+    core_id = connection.execute(CLAIMS.insert().returning(CLAIMS.c.id),
+                                 claim_values("C00000001")).scalar_one()
+    fast_id = INSERT_CLAIM.scalar(connection, claim_values("C00000002"))
+    db.session.commit()
+    assert fast_id != core_id
+    assert stored(fast_id) == stored(core_id)
+    assert stored(fast_id)["return_address"]["nested"] == {"x": 1.5}
+    assert stored(fast_id)["decided_at"] == datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    assert stored(fast_id)["warranty_ends_on"] == date(2027, 12, 31)
+
+
+def test_left_out_columns_take_their_python_default_or_null(app):
+    values = claim_values("C00000003")
+    for name in ("dead_on_arrival", "return_address", "language", "reasons", "source",
+                 "filed_at", "decided_at", "remedy"):
+        values.pop(name)
+    before = datetime.now(UTC)
+    claim_id = INSERT_CLAIM.scalar(db.session.connection(), values)
+    db.session.commit()
+    row = stored(claim_id)
+    assert row["dead_on_arrival"] is False and row["return_address"] == {}
+    assert row["language"] == "en" and row["reasons"] == [] and row["source"] == "api"
+    assert row["decided_at"] is None and row["remedy"] is None
+    assert row["filed_at"] >= before.replace(microsecond=0)
+
+
+def test_a_required_column_without_a_value_is_refused_before_the_database(app):
+    values = claim_values("C00000004")
+    values.pop("status")  # NOT NULL and no default
+    with pytest.raises(KeyError, match="status"):
+        INSERT_CLAIM.execute(db.session.connection(), values)
+
+
+def test_a_constraint_violation_is_sqlalchemys_integrity_error(app):
+    connection = db.session.connection()
+    INSERT_CLAIM.execute(connection, claim_values("C00000005"))
+    with pytest.raises(IntegrityError) as raised:
+        INSERT_CLAIM.execute(connection, claim_values("C00000005", tracking_token_hash="e" * 64))
+    assert "claims" in str(raised.value.statement).lower()
+    db.session.rollback()
+    assert db.session.scalar(select(CLAIMS.c.id)) is None, "the transaction rolled back"
+
+
+def test_cursor_listeners_see_every_statement(app):
+    seen = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        seen.append((statement.split()[0:3], executemany))
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        outbox = insert_into(OutboxJob.__table__, ("job_name", "kwargs", "created_at",
+                                                  "attempts"))
+        outbox.execute_many(db.session.connection(), [{"job_name": "a", "kwargs": {"n": 1}},
+                                                      {"job_name": "b", "kwargs": {}}])
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert seen == [(["INSERT", "INTO", "outbox_jobs"], True)]
+    rows = db.session.execute(select(OutboxJob.job_name, OutboxJob.kwargs, OutboxJob.attempts)
+                              .order_by(OutboxJob.id)).all()
+    assert [tuple(r) for r in rows] == [("a", {"n": 1}, 0), ("b", {}, 0)]
+
+
+def test_statement_parameters_are_bound_not_spliced(app):
+    from sqlalchemy import String
+
+    echo = FastStatement("SELECT :value", {"value": String()})
+    hostile = "x'); DROP TABLE claims; --"
+    assert echo.execute(db.session.connection(), {"value": hostile}).fetchone()[0] == hostile
+    assert db.session.scalar(select(CLAIMS.c.id).limit(1)) is None  # the table is still there
