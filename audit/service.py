@@ -20,7 +20,7 @@ from audit.chain import event_hash, normalize_data
 from audit.models import GENESIS_HASH, AuditChainHead, AuditCheck, AuditEvent
 from common.actors import Actor, current_request_id
 from common.extensions import db
-from common.fastsql import FastStatement, insert_into
+from common.fastsql import FastStatement, connection_of, insert_into
 from common.models import utcnow
 
 _PENDING_KEY = "aftercare.audit.pending"
@@ -90,7 +90,7 @@ def _seal_pending(session: Session) -> None:
     # Everything else in the transaction is written first, so the head lock below is taken by
     # the transaction's last statements.
     session.flush()
-    connection = session.connection()
+    connection = connection_of(session)
     # Bumping the head first takes its row lock (PostgreSQL) / the write lock (SQLite), so
     # concurrent transactions append one after the other and seq has no gaps.
     bumped = _BUMP_HEAD.execute(connection, {"count": len(pending)}).fetchone()

@@ -28,7 +28,7 @@ from claims.photos import MAX_PHOTOS, PhotoRejected, clean_photo
 from common.actors import Actor
 from common.errors import ValidationFailed
 from common.extensions import db
-from common.fastsql import insert_into
+from common.fastsql import connection_of, insert_into
 from common.jobs import enqueue_job
 from common.models import utcnow
 from common.tokens import secret_hash
@@ -177,7 +177,7 @@ def _record_claim(
     source: str,
     idempotency: IdempotencyRequest | None,
 ) -> FiledClaim:
-    rows = db.session.connection().execute(_FILING_FACTS, {"serial": serial}).all()
+    rows = connection_of().execute(_FILING_FACTS, {"serial": serial}).all()
     # The serial's purchase by this email (else any, for the mismatch rule), or None.
     purchase = next((row for row in rows if row.customer_email == email),
                     rows[0] if rows else None)
@@ -235,7 +235,7 @@ def _record_claim(
     elif decision.status == rules.REJECTED:
         _publish_rejection(claim_number=values["claim_number"], sku=values["sku"],
                            serial_number=serial, reasons=values["reasons"])
-    claim_id = _INSERT_CLAIM.scalar(db.session.connection(), values)
+    claim_id = _INSERT_CLAIM.scalar(connection_of(), values)
     claim = _NewClaim(claim_id, values["claim_number"], serial, values["sku"], email,
                       data.language, values["remedy"], values["reasons"])
     for photo in photos:
@@ -255,7 +255,7 @@ def _record_claim(
         _notify(claim, "claim_in_review" if step == "needs_review" else "claim_rejected", actor,
                 link=link)
     if idempotency is not None:
-        _INSERT_IDEMPOTENCY.execute(db.session.connection(), {
+        _INSERT_IDEMPOTENCY.execute(connection_of(), {
             "scope": idempotency.scope, "key": idempotency.key,
             "fingerprint": idempotency.fingerprint, "claim_id": claim_id,
         })
@@ -437,7 +437,7 @@ def add_timeline_entries(
     # Append-only rows nothing reads back in the same transaction: one statement on the cursor
     # instead of a unit-of-work flush.
     occurred_at = utcnow()
-    _INSERT_TIMELINE.execute_many(db.session.connection(), [
+    _INSERT_TIMELINE.execute_many(connection_of(), [
         {"claim_id": claim.id, "kind": kind, "params": dict(params or {}),
          "occurred_at": occurred_at}
         for kind, params in steps

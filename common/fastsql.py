@@ -25,7 +25,29 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, DateTime, Table, bindparam, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
+
+from common.extensions import db
+
+_CONNECTION_KEY = "aftercare.fastsql.connection"
+
+
+def connection_of(session: Session | None = None) -> Connection:
+    """The connection of the session's current transaction (default: the app's session).
+
+    ``Session.connection()`` walks the session's transaction state machine on every call; a
+    claim filing asks for the connection a dozen times, so it is looked up once per transaction.
+    """
+    session = session if session is not None else db.session()
+    transaction = session.get_transaction()
+    cached = session.info.get(_CONNECTION_KEY)
+    if cached is not None and transaction is not None and cached[0] is transaction \
+            and transaction.is_active and not cached[1].invalidated:
+        return cached[1]
+    connection = session.connection()
+    session.info[_CONNECTION_KEY] = (session.get_transaction(), connection)
+    return connection
 
 
 def bind_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:

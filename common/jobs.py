@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.extensions import db
-from common.fastsql import insert_into
+from common.fastsql import connection_of, insert_into
 from common.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def enqueue_job(job_name: str, **kwargs: Any) -> QueuedJob:
         raise KeyError(f"unknown job {job_name!r}")
     session = db.session()
     outbox_id = _INSERT_OUTBOX.scalar(
-        session.connection(), {"job_name": job_name, "kwargs": kwargs})
+        connection_of(session), {"job_name": job_name, "kwargs": kwargs})
     queued = QueuedJob(outbox_id, job_name, kwargs)
     if not _dispatches_to_rq():
         session.info.setdefault(_NEW_KEY, []).append(queued)

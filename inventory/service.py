@@ -21,7 +21,7 @@ from catalog.models import Part
 from common.actors import Actor
 from common.errors import ValidationFailed
 from common.extensions import db
-from common.fastsql import insert_into
+from common.fastsql import connection_of, insert_into
 from common.models import utcnow
 from inventory.errors import InsufficientStock, UnitNotFound
 from inventory.models import GRADES, RECEIVING_BIN, Scan, StockLevel, StockMovement, Unit
@@ -54,7 +54,7 @@ _INSERT_UNIT = insert_into(Unit.__table__, returning=("id",))
 def expect_unit(*, rma_id: int, serial_number: str, sku: str | None, actor: Actor) -> int:
     """A unit the customer is about to send back (called when the RMA is issued); its id."""
     return _INSERT_UNIT.scalar(
-        db.session.connection(), {"rma_id": rma_id, "expected_serial": serial_number, "sku": sku}
+        connection_of(), {"rma_id": rma_id, "expected_serial": serial_number, "sku": sku}
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from audit.service import record_event
 from common.actors import Actor
 from common.extensions import db
-from common.fastsql import insert_into
+from common.fastsql import connection_of, insert_into
 from common.jobs import enqueue_job
 from messaging.models import Message
 
@@ -30,7 +30,7 @@ def queue_message(
 
     Returns the message's id.
     """
-    message_id = _INSERT_MESSAGE.scalar(db.session.connection(), {
+    message_id = _INSERT_MESSAGE.scalar(connection_of(), {
         "recipient": recipient, "kind": kind, "language": language, "params": dict(params),
         "claim_id": claim_id,
     })

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from audit.service import record_event
 from common.actors import Actor
 from common.extensions import db
-from common.fastsql import insert_into
+from common.fastsql import connection_of, insert_into
 from common.jobs import enqueue_job
 from common.models import utcnow
 from rma.errors import BadRmaNumber, RmaNotFound
@@ -48,7 +48,7 @@ def issue_rma(
     number = rma_number or new_rma_number()
     # A number collision raises IntegrityError here; the caller retries with a fresh number.
     rma_id = _INSERT_RMA.scalar(
-        db.session.connection(), {"rma_number": number, "claim_id": claim_id, "remedy": remedy}
+        connection_of(), {"rma_number": number, "claim_id": claim_id, "remedy": remedy}
     )
     record_event(
         entity_type="rma",

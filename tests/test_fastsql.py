@@ -117,3 +117,15 @@ def test_statement_parameters_are_bound_not_spliced(app):
     hostile = "x'); DROP TABLE claims; --"
     assert echo.execute(db.session.connection(), {"value": hostile}).fetchone()[0] == hostile
     assert db.session.scalar(select(CLAIMS.c.id).limit(1)) is None  # the table is still there
+
+
+def test_the_connection_is_looked_up_once_per_transaction(app):
+    from common.fastsql import connection_of
+
+    first = connection_of()
+    assert connection_of() is first is db.session.connection()
+    db.session.commit()
+    second = connection_of()
+    assert second is db.session.connection() and second is not first
+    db.session.rollback()
+    assert connection_of() is db.session.connection() is not second

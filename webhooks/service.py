@@ -17,6 +17,7 @@ from audit.service import record_event
 from common.actors import Actor
 from common.errors import NotFound, ValidationFailed
 from common.extensions import db
+from common.fastsql import connection_of
 from common.jobs import enqueue_job
 from common.models import utcnow
 from webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookSubscription
@@ -89,7 +90,7 @@ def publish_many(events: Sequence[tuple[str, Mapping[str, Any]]], *,
     Integrator subscriptions (no partner) get every event they asked for; a partner's get
     only events about that partner.
     """
-    subscriptions = db.session.connection().execute(_ACTIVE_SUBSCRIPTIONS).all()
+    subscriptions = connection_of().execute(_ACTIVE_SUBSCRIPTIONS).all()
     queued = 0
     for event_type, data in events:
         event_id = str(uuid.uuid4())
