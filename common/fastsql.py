@@ -125,11 +125,15 @@ class FastStatement:
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         plan = self._plan(connection.dialect)
-        self._run(connection, plan, [self._bind(plan, row) for row in rows], many=True)
+        self._run(connection, plan, [self._bind(plan, row) for row in rows], many=True).close()
 
     def scalar(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the one row a RETURNING statement gives back."""
-        return self.execute(connection, params).fetchone()[0]
+        cursor = self.execute(connection, params)
+        try:
+            return cursor.fetchone()[0]
+        finally:
+            cursor.close()
 
     @staticmethod
     def _run(connection: Connection, plan: _Plan, args: Any, *, many: bool) -> Any:

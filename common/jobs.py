@@ -108,7 +108,7 @@ class OutboxJob(db.Model):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    # The rq job this row was sent in when it shares one with an earlier row of its transaction.
+    # The rq job this row was sent in when the relay batched it with others (else outbox-<id>).
     rq_job: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (db.Index("ix_outbox_jobs_pending", "completed_at", "dispatched_at", "id"),)
