@@ -95,9 +95,11 @@ def relay_command(loop: bool, interval: float | None) -> None:
 
 @outbox_cli.command("status")
 def status_command() -> None:
-    """Show how many jobs are pending and the age of the oldest."""
+    """Show how many jobs are pending, and how many wait for the relay, with their ages."""
     summary = jobs.pending_summary()
-    click.echo(f"pending: {summary['pending']}, oldest: {summary['oldest_pending_seconds']} s")
+    click.echo(f"pending: {summary['pending']}, oldest: {summary['oldest_pending_seconds']} s; "
+               f"waiting for the relay: {summary['waiting_for_relay']}, oldest: "
+               f"{summary['oldest_waiting_seconds']} s")
 
 
 @outbox_cli.command("enqueue")

@@ -511,19 +511,28 @@ def run_pending_inline(app: Flask, *, limit: int = 500) -> int:
 
 
 def pending_summary() -> dict[str, Any]:
-    """Counts for /healthz: jobs not yet completed and the age of the oldest."""
+    """Counts for /healthz: jobs not yet completed, and those no relay has sent yet.
+
+    With Redis, rows waiting for the relay that keep getting older mean no relay is running.
+    """
     from sqlalchemy import func
 
-    count, oldest = db.session.execute(
-        select(func.count(OutboxJob.id), func.min(OutboxJob.created_at)).where(
-            OutboxJob.completed_at.is_(None)
-        )
+    waiting = OutboxJob.dispatched_at.is_(None)
+    count, oldest, unsent, oldest_unsent = db.session.execute(
+        select(func.count(OutboxJob.id), func.min(OutboxJob.created_at),
+               func.count(OutboxJob.id).filter(waiting),
+               func.min(OutboxJob.created_at).filter(waiting))
+        .where(OutboxJob.completed_at.is_(None))
     ).one()
-    age = None
-    if oldest is not None:
-        if oldest.tzinfo is None:
-            from datetime import UTC
+    return {"pending": int(count), "oldest_pending_seconds": _age(oldest),
+            "waiting_for_relay": int(unsent), "oldest_waiting_seconds": _age(oldest_unsent)}
 
-            oldest = oldest.replace(tzinfo=UTC)
-        age = round((utcnow() - oldest).total_seconds(), 1)
-    return {"pending": int(count), "oldest_pending_seconds": age}
+
+def _age(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive UTC from an aggregate
+        from datetime import UTC
+
+        moment = moment.replace(tzinfo=UTC)
+    return round((utcnow() - moment).total_seconds(), 1)

@@ -350,3 +350,19 @@ def test_relay_loop_sends_rows_as_they_commit_and_stops_on_sigterm(rq_app, datab
         out, err = relay.communicate(timeout=30)
     assert relay.returncode == 0, err
     assert "relay stopped after 1 job(s)" in out
+
+
+@requires_redis
+def test_healthz_shows_jobs_waiting_for_the_relay(rq_app):
+    enqueue_job("audit.verify_chain")
+    db.session.commit()
+    client = rq_app.test_client()
+    outbox = client.get("/healthz").json["outbox"]
+    assert outbox["pending"] == outbox["waiting_for_relay"] == 1
+    assert outbox["oldest_waiting_seconds"] >= 0
+    assert "waiting for the relay: 1" in rq_app.test_cli_runner().invoke(
+        args=["outbox", "status"]).output
+    assert jobs.relay(rq_app) == 1
+    outbox = client.get("/healthz").json["outbox"]
+    assert outbox["pending"] == 1 and outbox["waiting_for_relay"] == 0
+    assert outbox["oldest_waiting_seconds"] is None
