@@ -23,26 +23,24 @@ class ConfigError(RuntimeError):
     """Raised at start-up when the configuration is incomplete or inconsistent."""
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_number(name: str, default: Any, convert: Any, kind: str) -> Any:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return convert(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from exc
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "an integer")
 
 
 def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    value = _env_number(name, default, float, "a number")
     if not value > 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
+        raise ConfigError(f"{name} must be positive, got {os.environ.get(name)!r}")
     return value
 
 

@@ -115,7 +115,12 @@ class OutboxJob(db.Model):
 
     @property
     def rq_job_id(self) -> str:
-        return self.rq_job or f"outbox-{self.id}"
+        return _rq_job_id(self.id, self.rq_job)
+
+
+def _rq_job_id(outbox_id: int, rq_job: str | None = None) -> str:
+    """The rq job a row travels in: its batch's, else its own ``outbox-<id>``."""
+    return rq_job or f"outbox-{outbox_id}"
 
 
 @dataclass(frozen=True)
@@ -397,7 +402,7 @@ def _relay_new(app: Flask, limit: int) -> int:
     if not claimed:
         session.rollback()
         return 0
-    size = max(1, app.config.get("OUTBOX_RELAY_BATCH", 20))
+    size = max(1, app.config["OUTBOX_RELAY_BATCH"])
     groups: dict[tuple, list[tuple[int, str]]] = {}
     for outbox_id, name in claimed:
         key = _dispatch_key(_spec(name)) if name in _registry else ("unknown", name)
@@ -408,7 +413,7 @@ def _relay_new(app: Flask, limit: int) -> int:
             batch = members[start:start + size]
             ids = [outbox_id for outbox_id, _name in batch]
             if len(batch) == 1:
-                rows.append((ids[0], batch[0][1], f"outbox-{ids[0]}"))
+                rows.append((ids[0], batch[0][1], _rq_job_id(ids[0])))
                 continue
             rq_job = f"outbox-{ids[0]}-{ids[-1]}"
             session.execute(update(OutboxJob).where(OutboxJob.id.in_(ids))
@@ -418,13 +423,17 @@ def _relay_new(app: Flask, limit: int) -> int:
     try:
         enqueue_rows(app, rows)
     except Exception:
-        # Unclaim, so the next pass sends them; then let the caller know.
-        session.execute(update(OutboxJob).where(OutboxJob.id.in_([r[0] for r in rows]))
-                        .values(dispatched_at=None, rq_job=None)
-                        .execution_options(synchronize_session=False))
-        session.commit()
+        _unclaim([outbox_id for outbox_id, _name, _job in rows])
         raise
     return len(rows)
+
+
+def _unclaim(ids: list[int]) -> None:
+    """Hand claimed rows back (Redis refused them), so the next pass sends them."""
+    db.session.execute(update(OutboxJob).where(OutboxJob.id.in_(ids))
+                       .values(dispatched_at=None, rq_job=None)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 def _relay_stale(app: Flask, limit: int) -> int:
@@ -442,14 +451,14 @@ def _relay_stale(app: Flask, limit: int) -> int:
     # Every status is read before anything is re-sent: a row re-sent alone under its own id
     # may reuse the id of the vanished job another row still names.
     statuses = {job_id: _rq_status(job_id, conn)
-                for job_id in {row.rq_job or f"outbox-{row.id}" for row in rows}}
+                for job_id in {_rq_job_id(row.id, row.rq_job) for row in rows}}
     # Alive jobs are left alone; failed ones wait in rq's failed registry for an operator
     # (requeue there) rather than being retried here for ever.
     settled = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED,
                JobStatus.FAILED)
     sent = 0
     for row in rows:
-        if statuses[row.rq_job or f"outbox-{row.id}"] in settled:
+        if statuses[_rq_job_id(row.id, row.rq_job)] in settled:
             continue
         claimed = db.session.execute(
             update(OutboxJob)
@@ -460,11 +469,9 @@ def _relay_stale(app: Flask, limit: int) -> int:
         if claimed != 1:
             continue  # another relay got it
         try:
-            enqueue_rows(app, [(row.id, row.job_name, f"outbox-{row.id}")])
+            enqueue_rows(app, [(row.id, row.job_name, _rq_job_id(row.id))])
         except Exception:
-            db.session.execute(
-                update(OutboxJob).where(OutboxJob.id == row.id).values(dispatched_at=None))
-            db.session.commit()
+            _unclaim([row.id])
             raise
         sent += 1
     return sent

@@ -102,10 +102,15 @@ def rq_app(make_app):
         jobs.queue_for(app).empty()
 
 
+def command_env(app, database_url: str) -> dict[str, str]:
+    """What the app's commands need to see ``app``'s database and queue."""
+    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
+            "RQ_DEFAULT_QUEUE": app.config["RQ_DEFAULT_QUEUE"], "SECRET_KEY": "x" * 40}
+
+
 def run_worker(app, database_url: str) -> subprocess.CompletedProcess:
     """The real worker command, as operators run it, in burst mode."""
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
-           "RQ_DEFAULT_QUEUE": app.config["RQ_DEFAULT_QUEUE"], "SECRET_KEY": "x" * 40}
+    env = command_env(app, database_url)
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "worker", "--burst"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -332,8 +337,7 @@ def test_relay_loop_sends_rows_as_they_commit_and_stops_on_sigterm(rq_app, datab
     import signal
     import time
 
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": TEST_REDIS_URL,
-           "RQ_DEFAULT_QUEUE": rq_app.config["RQ_DEFAULT_QUEUE"], "SECRET_KEY": "x" * 40}
+    env = command_env(rq_app, database_url)
     relay = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "app", "outbox", "relay", "--loop",
          "--interval", "0.05"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
