@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
-from common.config import SQLITE_WAL_AUTOCHECKPOINT_PAGES, load_config
+from common import sqlite_engine
+from common.config import load_config
 from common.extensions import api, csrf, db, limiter, login_manager, migrate
 
 
@@ -20,6 +18,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(load_config(app.instance_path, config))
+    # SQLite (the embedded default): WAL pragmas and writers queued on a file lock.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = sqlite_engine.engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS"))
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -136,16 +137,3 @@ def register_commands(app: Flask) -> None:
         fraud_cli,
     ):
         app.cli.add_command(command)
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL (fast concurrent commits), enforced foreign keys and a busy timeout on SQLite."""
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
-        cursor.close()

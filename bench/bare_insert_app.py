@@ -19,7 +19,8 @@ from sqlalchemy import DateTime, Integer, String, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.config import SQLITE_WAL_AUTOCHECKPOINT_PAGES, normalize_database_url
+from common.config import normalize_database_url
+from common.sqlite_engine import WAL_AUTOCHECKPOINT_PAGES
 
 db = SQLAlchemy()
 
@@ -38,14 +39,14 @@ class BareInsert(db.Model):
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    # The same pragmas as app._sqlite_pragmas (foreign keys aside: the table has none), so both
-    # servers write to SQLite alike.
+    # The same pragmas as the app's (``common.sqlite_engine``; foreign keys aside: the table has
+    # none). The app's writer lock is its own engineering, so the bare endpoint goes without.
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.close()
 
 

@@ -12,12 +12,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-# WAL pages written before SQLite folds the log back into the database file. Each checkpoint
-# fsyncs twice, and a claim filing writes ~28 pages: at SQLite's default of 1,000 pages that was
-# a checkpoint every ~36 claims, ~0.5 ms a claim on a virtual disk. 10,000 pages (~40 MB of log)
-# makes checkpoints ten times rarer; durability is that of synchronous=NORMAL either way.
-SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
-
 
 class ConfigError(RuntimeError):
     """Raised at start-up when the configuration is incomplete or inconsistent."""

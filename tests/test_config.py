@@ -68,7 +68,7 @@ def test_normalize_database_url_keeps_other_urls():
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(clean_env, tmp_path):
-    from common.config import SQLITE_WAL_AUTOCHECKPOINT_PAGES
+    from common.sqlite_engine import WAL_AUTOCHECKPOINT_PAGES
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/x.sqlite3"})
     with app.app_context():
@@ -76,7 +76,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(clean_env, tmp_path):
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert db.session.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
         assert (db.session.execute(text("PRAGMA wal_autocheckpoint")).scalar()
-                == SQLITE_WAL_AUTOCHECKPOINT_PAGES > 1000)
+                == WAL_AUTOCHECKPOINT_PAGES > 1000)
         db.session.remove()
         db.engine.dispose()
 
