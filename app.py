@@ -71,6 +71,7 @@ def _import_models() -> None:
 
 def _import_jobs() -> None:
     import audit.jobs  # noqa: F401
+    import claims.jobs  # noqa: F401
     import fraud.jobs  # noqa: F401
     import messaging.jobs  # noqa: F401
     import partners.jobs  # noqa: F401

@@ -25,20 +25,19 @@ from claims import rules
 from claims.errors import ClaimNotFound, ClaimNotReviewable, IdempotencyKeyReused
 from claims.models import Claim, ClaimNote, ClaimPhoto, IdempotencyRecord, TimelineEntry
 from claims.photos import MAX_PHOTOS, PhotoRejected, clean_photo
-from common.actors import Actor
+from common.actors import Actor, current_request_id
 from common.errors import ValidationFailed
 from common.extensions import db
 from common.fastsql import connection_of, insert_into
-from common.jobs import enqueue_job
+from common.jobs import complete_with_transaction, enqueue_job
 from common.models import utcnow
 from common.tokens import secret_hash
 from inventory.service import expect_unit
 from messaging.service import queue_message
-from rma import service as rma_service
 from rma.models import Rma
 from rma.numbers import ALPHABET
 from rma.service import IssuedRma, issue_rma
-from webhooks.service import publish, publish_many
+from webhooks.service import publish_many
 
 
 @dataclass(frozen=True)
@@ -223,18 +222,6 @@ def _record_claim(
         "decided_by": "rules",
     }
     approved = decision.status == rules.APPROVED
-    # Drawn now (through the module, which tests may patch) so the events below can name it.
-    rma_number = rma_service.new_rma_number() if approved else None
-    # Every read comes before the first write: on SQLite that write takes the database's write
-    # lock until the commit. The webhook events only need the numbers drawn above, so they are
-    # queued (reading the subscriptions) before the claim row exists, in the same transaction.
-    if approved:
-        publish_many(_approval_events(claim_number=values["claim_number"], sku=values["sku"],
-                                      serial_number=serial, rma_number=rma_number,
-                                      remedy=values["remedy"] or "repair"))
-    elif decision.status == rules.REJECTED:
-        _publish_rejection(claim_number=values["claim_number"], sku=values["sku"],
-                           serial_number=serial, reasons=values["reasons"])
     claim_id = _INSERT_CLAIM.scalar(connection_of(), values)
     claim = _NewClaim(claim_id, values["claim_number"], serial, values["sku"], email,
                       data.language, values["remedy"], values["reasons"])
@@ -247,13 +234,17 @@ def _record_claim(
               "photos": len(photos), "source": source},
     )
     link = tracking_url(settings, token)
+    rma_number = None
     if approved:
-        _approve(claim, actor=actor, link=link, filing=True, rma_number=rma_number)
+        rma_number = _approve(claim, actor=actor, filing=True).rma_number
+        _announce(claim, "claim_approved", actor, {"tracking_url": link, "rma_number": rma_number},
+                  events=_approval_events(claim, rma_number=rma_number))
     else:
         step = "needs_review" if decision.status == rules.NEEDS_REVIEW else "rejected"
         add_timeline_entries(claim, [("filed", None), (step, None)])
-        _notify(claim, "claim_in_review" if step == "needs_review" else "claim_rejected", actor,
-                link=link)
+        _announce(claim, "claim_in_review" if step == "needs_review" else "claim_rejected", actor,
+                  {"tracking_url": link},
+                  events=[_rejection_event(claim)] if step == "rejected" else ())
     if idempotency is not None:
         _INSERT_IDEMPOTENCY.execute(connection_of(), {
             "scope": idempotency.scope, "key": idempotency.key,
@@ -265,44 +256,72 @@ def _record_claim(
                       snapshot=snapshot)
 
 
-def _approve(claim: Claim | _NewClaim, *, actor: Actor, link: str | None, filing: bool = False,
-             rma_number: str | None = None) -> IssuedRma:
-    """Issue the RMA, expect the unit back and tell the customer (caller's transaction).
+def _approve(claim: Claim | _NewClaim, *, actor: Actor, filing: bool = False) -> IssuedRma:
+    """Issue the RMA and expect the unit back (caller's transaction); the caller announces it.
 
     ``filing``: the claim is being filed right now, so its "filed" step leads the timeline.
-    The caller publishes the webhook events (``_approval_events``).
     """
     rma = issue_rma(claim_id=claim.id, claim_number=claim.claim_number,
-                    remedy=claim.remedy or "repair", actor=actor, rma_number=rma_number)
+                    remedy=claim.remedy or "repair", actor=actor)
     expect_unit(rma_id=rma.id, serial_number=claim.serial_number, sku=claim.sku, actor=actor)
     steps: list[tuple[str, Mapping[str, Any] | None]] = [("filed", None)] if filing else []
     steps += [("approved", None), ("rma_issued", {"rma_number": rma.rma_number})]
     add_timeline_entries(claim, steps)
     enqueue_job("rma.prepare_label", rma_id=rma.id)
-    _notify(claim, "claim_approved", actor, link=link, rma_number=rma.rma_number)
     return rma
 
 
-def _approval_events(*, claim_number: str, sku: str | None, serial_number: str,
-                     rma_number: str, remedy: str) -> list[tuple[str, dict[str, Any]]]:
-    event = {"claim_number": claim_number, "rma_number": rma_number, "sku": sku,
-             "serial_number": serial_number, "remedy": remedy}
+def _approval_events(claim: Claim | _NewClaim, *, rma_number: str) -> list[tuple[str, dict]]:
+    event = {"claim_number": claim.claim_number, "rma_number": rma_number, "sku": claim.sku,
+             "serial_number": claim.serial_number, "remedy": claim.remedy or "repair"}
     return [("claim.approved", event), ("rma.issued", event)]
 
 
-def _publish_rejection(*, claim_number: str, sku: str | None, serial_number: str,
-                       reasons: Sequence[Mapping[str, Any]]) -> None:
-    publish("claim.rejected", {"claim_number": claim_number, "sku": sku,
-                               "serial_number": serial_number,
-                               "reasons": [r["code"] for r in reasons]})
+def _rejection_event(claim: Claim | _NewClaim) -> tuple[str, dict]:
+    return ("claim.rejected", {"claim_number": claim.claim_number, "sku": claim.sku,
+                               "serial_number": claim.serial_number,
+                               "reasons": [r["code"] for r in claim.reasons]})
 
 
-def _notify(claim: Claim | _NewClaim, kind: str, actor: Actor, *, link: str | None = None,
-            **params: Any) -> None:
+def _announce(claim: Claim | _NewClaim, kind: str, actor: Actor, params: Mapping[str, Any], *,
+              events: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
+    """Tell the customer and the webhook subscribers about a decision, after it commits.
+
+    One outbox row in the decision's transaction (so nothing is lost); its job (``announce``)
+    records the email and the webhook deliveries in a transaction of its own. Filing is the
+    public hot path: the message, its send job, its audit event and the subscription lookup
+    cost a filing more than a fifth of its time.
+    """
+    enqueue_job("claims.announce", claim_id=claim.id, kind=kind, params=dict(params),
+                events=[[name, dict(data)] for name, data in events], actor=actor.as_dict(),
+                request_id=current_request_id.get())
+
+
+def announce(*, outbox_id: int, claim_id: int, kind: str, params: Mapping[str, Any],
+             events: Sequence[Sequence[Any]], actor: Actor) -> bool:
+    """Queue the email and publish the events ``_announce`` recorded; False if already done.
+
+    Marking the outbox row completed in the same transaction makes it happen exactly once,
+    however often rq delivers the job.
+    """
+    if not complete_with_transaction(outbox_id):
+        db.session.rollback()
+        return False
+    claim = db.session.get(Claim, claim_id)
+    if claim is None:
+        raise ClaimNotFound(f"no claim {claim_id}")
+    _notify(claim, kind, actor, **dict(params))
+    if events:
+        publish_many([(name, data) for name, data in events])
+    db.session.commit()
+    return True
+
+
+def _notify(claim: Claim, kind: str, actor: Actor, **params: Any) -> None:
     queue_message(
         recipient=claim.email, kind=kind, language=claim.language, actor=actor,
         claim_id=claim.id,
-        params={"claim_number": claim.claim_number, "tracking_url": link, **params},
+        params={"claim_number": claim.claim_number, "tracking_url": None, **params},
     )
 
 
@@ -549,15 +568,12 @@ def review_claim(*, claim_number: str, approve: bool, note: str, actor: Actor,
                  data={"before": {"status": "needs_review"},
                        "after": {"status": new_status, "remedy": claim.remedy}})
     if approve:
-        rma = _approve(claim, actor=actor, link=None)
-        publish_many(_approval_events(claim_number=claim.claim_number, sku=claim.sku,
-                                      serial_number=claim.serial_number,
-                                      rma_number=rma.rma_number, remedy=rma.remedy))
+        rma = _approve(claim, actor=actor)
+        _announce(claim, "claim_approved", actor, {"rma_number": rma.rma_number},
+                  events=_approval_events(claim, rma_number=rma.rma_number))
     else:
         add_timeline_entry(claim, "rejected")
-        _notify(claim, "claim_rejected", actor)
-        _publish_rejection(claim_number=claim.claim_number, sku=claim.sku,
-                           serial_number=claim.serial_number, reasons=claim.reasons)
+        _announce(claim, "claim_rejected", actor, {}, events=[_rejection_event(claim)])
     db.session.commit()
     return claim
 

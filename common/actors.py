@@ -28,5 +28,13 @@ class Actor:
     def customer(cls, email: str) -> Actor:
         return cls("customer", email.lower(), email.lower())
 
+    def as_dict(self) -> dict[str, str]:
+        """For job arguments: ``Actor.from_dict`` gives the same actor back."""
+        return {"type": self.type, "id": self.id, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Actor:
+        return cls(data["type"], data["id"], data.get("label", ""))
+
     def __str__(self) -> str:
         return f"{self.type}:{self.label or self.id}"

@@ -31,14 +31,25 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
     warm_up(app)
     db.engine.dispose()  # no pooled connection may cross the fork into a work horse
     names = list(queues) or [app.config["RQ_DEFAULT_QUEUE"]]
-    if burst:
-        # A burst worker drains what is pending: the outbox rows no relay has sent yet too.
-        jobs.relay(app)
+
+    def work() -> None:
+        worker = Worker([jobs.queue_for(app, name) for name in names],
+                        connection=jobs.redis_connection(app))
+        worker.work(burst=burst, with_scheduler=True)
+
+    if not burst:
+        work()
+        return
+    # A burst worker drains what is pending: the outbox rows no relay has sent yet too, and
+    # the rows its own jobs add (an announcement queues an email), until a relay finds none.
+    worked = False
+    while True:
+        sent = jobs.relay(app)
         db.engine.dispose()
-    worker = Worker(
-        [jobs.queue_for(app, name) for name in names], connection=jobs.redis_connection(app)
-    )
-    worker.work(burst=burst, with_scheduler=True)
+        if not sent and worked:
+            break
+        work()
+        worked = True
 
 
 def warm_up(app: Flask) -> None:

@@ -157,6 +157,21 @@ def _dispatches_to_rq() -> bool:
         return False
 
 
+def complete_with_transaction(outbox_id: int) -> bool:
+    """Mark the row completed in the caller's transaction; False if a run already completed it.
+
+    For a job whose whole effect is database writes: called first, committed with those writes,
+    it makes a retried or twice-delivered rq job a no-op (on PostgreSQL the row lock makes a
+    concurrent duplicate wait for this one's commit, then find the row completed).
+    """
+    return db.session.execute(
+        update(OutboxJob)
+        .where(OutboxJob.id == outbox_id, OutboxJob.completed_at.is_(None))
+        .values(completed_at=utcnow(), last_error=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+
+
 # --- inline dispatch after commit (no Redis) ----------------------------------------------
 
 

@@ -38,14 +38,10 @@ _INSERT_RMA = insert_into(Rma.__table__, returning=("id",))
 
 
 def issue_rma(
-    *, claim_id: int, claim_number: str, remedy: str, actor: Actor, rma_number: str | None = None
+    *, claim_id: int, claim_number: str, remedy: str, actor: Actor
 ) -> IssuedRma:
-    """Add an RMA for an approved claim to the current transaction (number unique by DB).
-
-    ``rma_number``: one the caller drew from ``new_rma_number`` beforehand (to name it in
-    events before the row is written); a fresh one otherwise.
-    """
-    number = rma_number or new_rma_number()
+    """Add an RMA for an approved claim to the current transaction (number unique by DB)."""
+    number = new_rma_number()
     # A number collision raises IntegrityError here; the caller retries with a fresh number.
     rma_id = _INSERT_RMA.scalar(
         connection_of(), {"rma_number": number, "claim_id": claim_id, "remedy": remedy}

@@ -1,0 +1,23 @@
+"""Claim follow-ups that run once the decision has committed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claims.service import announce
+from common.actors import Actor, current_request_id
+from common.jobs import job
+
+
+@job("claims.announce", timeout=120)
+def announce_decision(*, outbox_id: int, claim_id: int, kind: str, params: dict[str, Any],
+                      events: list[list[Any]], actor: dict[str, str],
+                      request_id: str | None = None) -> None:
+    """The customer's email and the webhook events of a filing or review decision, once."""
+    # The audit events it records name the request that made the decision.
+    token = current_request_id.set(request_id)
+    try:
+        announce(outbox_id=outbox_id, claim_id=claim_id, kind=kind, params=params,
+                 events=events, actor=Actor.from_dict(actor))
+    finally:
+        current_request_id.reset(token)
