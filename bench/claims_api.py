@@ -12,7 +12,8 @@ Claim filing (``POST /api/v1/claims``): the database is migrated and loaded thro
 ``flask --app app demo`` import; every request files a claim for a different registered serial
 with its correct email and a fault the product does not exclude, so every claim is approved:
 validation, decision, RMA, timeline, audit events, a label job and an announcement job (two
-outbox rows; the announcement records the customer's email and the webhook deliveries later). ``REDIS_URL`` points at a Redis database flushed before and after, and one
+outbox rows; the announcement records the customer's email and the webhook deliveries later).
+``REDIS_URL`` points at a Redis database flushed before and after, and one
 ``flask --app app outbox relay --loop`` runs beside gunicorn, as in production: it sends the
 committed outbox rows to rq in batches while the load runs (on the same two cores, so its CPU
 counts against claim filing); no rq worker runs.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -28,7 +28,7 @@ from claims.photos import MAX_PHOTOS, PhotoRejected, clean_photo
 from common.actors import Actor, current_request_id
 from common.errors import ValidationFailed
 from common.extensions import db
-from common.fastsql import connection_of, insert_into
+from common.fastsql import FastQuery, connection_of, insert_into
 from common.jobs import complete_with_transaction, enqueue_job
 from common.models import utcnow
 from common.tokens import secret_hash
@@ -176,7 +176,7 @@ def _record_claim(
     source: str,
     idempotency: IdempotencyRequest | None,
 ) -> FiledClaim:
-    rows = connection_of().execute(_FILING_FACTS, {"serial": serial}).all()
+    rows = _FILING_FACTS.all(connection_of(), {"serial": serial})
     # The serial's purchase by this email (else any, for the mismatch rule), or None.
     purchase = next((row for row in rows if row.customer_email == email),
                     rows[0] if rows else None)
@@ -360,10 +360,10 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-# Filing reads plain columns through a statement built once, and writes through statements run
-# on the cursor (``common.fastsql``): nothing here needs mapped objects.
+# Filing reads plain columns and writes rows through statements run on the cursor
+# (``common.fastsql``): nothing here needs mapped objects.
 _OpenClaim = aliased(Claim, name="open_claims")
-_FILING_FACTS = (
+_FILING_FACTS = FastQuery(
     # One row per purchase of the serial: its columns, its product's terms (``_product_terms``
     # reads them), how many of the serial's claims were approved or closed, and the serial's
     # open claim if any (``open_serial`` is unique, so the join adds no rows).
@@ -373,12 +373,13 @@ _FILING_FACTS = (
            Product.doa_days, Product.review_after_claims,
            select(func.count(Claim.id))
            .where(Claim.serial_number == bindparam("serial"),
-                  Claim.status.in_(("approved", "closed")))
+                  Claim.status.in_([literal("approved"), literal("closed")]))
            .scalar_subquery().label("previous_claims"),
            _OpenClaim.id.label("open_claim_id"), _OpenClaim.email.label("open_claim_email"))
     .join_from(Purchase, Product, Product.sku == Purchase.sku)
     .outerjoin(_OpenClaim, _OpenClaim.open_serial == Purchase.serial_number)
-    .where(Purchase.serial_number == bindparam("serial"))
+    .where(Purchase.serial_number == bindparam("serial")),
+    parameters=("serial",),
 )
 _INSERT_CLAIM = insert_into(Claim.__table__, returning=("id",))
 _INSERT_IDEMPOTENCY = insert_into(IdempotencyRecord.__table__)

@@ -129,3 +129,37 @@ def test_the_connection_is_looked_up_once_per_transaction(app):
     assert second is db.session.connection() and second is not first
     db.session.rollback()
     assert connection_of() is db.session.connection() is not second
+
+
+def test_a_query_on_the_cursor_returns_what_core_returns(app):
+    from sqlalchemy import bindparam, func, literal
+    from sqlalchemy.orm import aliased
+
+    from common.fastsql import FastQuery
+
+    connection = db.session.connection()
+    for number, status in (("C00000011", "approved"), ("C00000012", "closed"),
+                           ("C00000013", "rejected")):
+        INSERT_CLAIM.scalar(connection, claim_values(number, status=status,
+                                                     serial_number="SN-Q"))
+    other = aliased(Claim, name="other")
+    query = (
+        select(CLAIMS.c.claim_number, CLAIMS.c.return_address, CLAIMS.c.warranty_ends_on,
+               CLAIMS.c.decided_at, CLAIMS.c.dead_on_arrival, CLAIMS.c.requested_remedy,
+               select(func.count(Claim.id))
+               .where(Claim.serial_number == bindparam("serial"),
+                      Claim.status.in_([literal("approved"), literal("closed")]))
+               .scalar_subquery().label("counted"),
+               other.id.label("other_id"))
+        .outerjoin(other, other.claim_number == "no such claim")
+        .where(CLAIMS.c.serial_number == bindparam("serial"))
+        .order_by(CLAIMS.c.claim_number)
+    )
+    fast = FastQuery(query, parameters=("serial",)).all(connection, {"serial": "SN-Q"})
+    core = connection.execute(query, {"serial": "SN-Q"}).all()
+    assert [tuple(row) for row in fast] == [tuple(row) for row in core]
+    assert len(fast) == 3 and fast[0].counted == 2 and fast[0].other_id is None
+    assert fast[0].warranty_ends_on == date(2027, 12, 31)
+    assert fast[0].return_address["nested"] == {"x": 1.5}
+    assert FastQuery(query, parameters=("serial",)).all(connection, {"serial": "none"}) == []
+    db.session.rollback()
