@@ -151,12 +151,18 @@ def _try_lock(fd: int) -> bool:
 
 
 def engine_options(database_uri: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """SQLAlchemy engine options with the serialized-writes connection for SQLite URIs."""
+    """SQLAlchemy engine options for SQLite URIs: serialized writes, and no pre-ping.
+
+    Pinging a pooled connection before each checkout finds connections a database server
+    dropped; a SQLite file has no server to drop them, so the ping would only cost a statement
+    per request.
+    """
     merged = dict(options or {})
     if database_uri.startswith("sqlite"):
         connect_args = dict(merged.get("connect_args") or {})
         connect_args.setdefault("factory", SerializedWritesConnection)
         merged["connect_args"] = connect_args
+        merged["pool_pre_ping"] = False
     return merged
 
 

@@ -152,13 +152,14 @@ def test_in_memory_databases_have_no_lock_file(tmp_path):
     conn.close()
 
 
-def test_engine_options_add_the_factory_for_sqlite_only():
+def test_engine_options_add_the_factory_and_drop_the_ping_for_sqlite_only():
     sqlite = engine_options("sqlite:///x.db", {"pool_pre_ping": True})
-    assert sqlite == {"pool_pre_ping": True,
+    assert sqlite == {"pool_pre_ping": False,
                       "connect_args": {"factory": SerializedWritesConnection}}
     assert engine_options("postgresql+psycopg://h/d", {"pool_pre_ping": True}) == {
         "pool_pre_ping": True}
-    kept = engine_options("sqlite:///x.db", {"connect_args": {"timeout": 3}})
+    kept = engine_options("sqlite:///x.db", {"connect_args": {"timeout": 3}, "echo": False})
+    assert kept["echo"] is False
     assert kept["connect_args"] == {"timeout": 3, "factory": SerializedWritesConnection}
 
 
