@@ -410,6 +410,11 @@ def _claim_statement(dialect: str, limit: int):  # noqa: ANN202 - an UPDATE stat
             .returning(table.c.id, table.c.job_name))
 
 
+_NAME_RQ_JOB = (update(OutboxJob.__table__)
+                .where(OutboxJob.__table__.c.id == bindparam("row_id"))
+                .values(rq_job=bindparam("rq_job")))
+
+
 def _relay_new(app: Flask, limit: int) -> int:
     session = db.session
     claimed = sorted(session.execute(
@@ -423,6 +428,7 @@ def _relay_new(app: Flask, limit: int) -> int:
         key = _dispatch_key(_spec(name)) if name in _registry else ("unknown", name)
         groups.setdefault(key, []).append((outbox_id, name))
     rows: list[tuple[int, str, str]] = []
+    batched: list[dict[str, Any]] = []
     for members in groups.values():
         for start in range(0, len(members), size):
             batch = members[start:start + size]
@@ -431,9 +437,12 @@ def _relay_new(app: Flask, limit: int) -> int:
                 rows.append((ids[0], batch[0][1], _rq_job_id(ids[0])))
                 continue
             rq_job = f"outbox-{ids[0]}-{ids[-1]}"
-            session.execute(update(OutboxJob).where(OutboxJob.id.in_(ids))
-                            .values(rq_job=rq_job).execution_options(synchronize_session=False))
             rows.extend((outbox_id, name, rq_job) for outbox_id, name in batch)
+            batched.extend({"row_id": outbox_id, "rq_job": rq_job} for outbox_id in ids)
+    if batched:
+        # One Core executemany for every batch of the pass (the ORM's bulk UPDATE per batch
+        # was a fifth of the relay's time under load).
+        session.execute(_NAME_RQ_JOB, batched)
     session.commit()
     try:
         enqueue_rows(app, rows)
