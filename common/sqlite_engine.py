@@ -136,10 +136,17 @@ class SerializedWritesConnection(sqlite3.Connection):
         try:
             super().close()
         finally:
-            self._release_writer_lock()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._close_lock_file()
+
+    def __del__(self) -> None:
+        # A connection dropped without close() must not keep the lock until the process ends.
+        self._close_lock_file()
+
+    def _close_lock_file(self) -> None:
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        self._holding = False
+        if fd is not None:
+            os.close(fd)  # closing the file drops a lock held on it
 
 
 def _try_lock(fd: int) -> bool:

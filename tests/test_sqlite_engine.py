@@ -88,6 +88,17 @@ def test_rollback_and_close_drop_the_lock(database, end):
         conn.close()
 
 
+def test_a_connection_dropped_without_close_lets_the_lock_go(database):
+    import gc
+
+    conn = connect(database)
+    conn.execute("INSERT INTO t (v) VALUES ('a')")
+    assert not lock_is_free(database)
+    del conn
+    gc.collect()
+    assert lock_is_free(database)
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_a_with_block_drops_the_lock_on_commit_and_on_rollback(database, fails):
     conn = connect(database)
