@@ -19,6 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(load_config(app.instance_path, config))
     # SQLite (the embedded default): WAL pragmas and writers queued on a file lock.
+    sqlite_engine.install_pragmas()
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = sqlite_engine.engine_options(
         app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS"))
     register_extensions(app)

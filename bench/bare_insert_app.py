@@ -9,18 +9,16 @@ is created by ``init_db(url)`` before the server starts, never by the workers.
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, Integer, String, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.config import normalize_database_url
-from common.sqlite_engine import WAL_AUTOCHECKPOINT_PAGES
+from common.sqlite_engine import install_pragmas
 
 db = SQLAlchemy()
 
@@ -37,21 +35,11 @@ class BareInsert(db.Model):
     )
 
 
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    # The same pragmas as the app's (``common.sqlite_engine``; foreign keys aside: the table has
-    # none). The app's writer lock is its own engineering, so the bare endpoint goes without.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        cursor.close()
-
-
 def create_app(database_url: str | None = None) -> Flask:
     app = Flask(__name__)
+    # The app's SQLite pragmas; its writer lock is its own engineering, so the bare endpoint
+    # goes without.
+    install_pragmas()
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
         database_url or os.environ["DATABASE_URL"]
     )

@@ -173,8 +173,17 @@ def engine_options(database_uri: str, options: Mapping[str, Any] | None) -> dict
     return merged
 
 
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+def install_pragmas() -> None:
+    """Apply ``apply_pragmas`` to every new connection of every engine (idempotent)."""
+    if not event.contains(Engine, "connect", _on_connect):
+        event.listen(Engine, "connect", _on_connect)
+
+
+def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    apply_pragmas(dbapi_connection)
+
+
+def apply_pragmas(dbapi_connection: Any) -> None:
     """WAL (fast concurrent commits), enforced foreign keys and a busy timeout on SQLite."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()

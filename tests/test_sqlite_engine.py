@@ -190,3 +190,17 @@ def test_the_app_writes_through_serialized_connections(monkeypatch, tmp_path):
         assert lock_is_free(path)
         db.session.remove()
         db.engine.dispose()
+
+
+def test_the_bare_benchmark_endpoint_gets_the_pragmas_but_not_the_lock(tmp_path):
+    from bench.bare_insert_app import create_app as create_bare_app
+    from bench.bare_insert_app import db as bare_db
+
+    app = create_bare_app(f"sqlite:///{tmp_path}/bare.sqlite3")
+    with app.app_context():
+        raw = bare_db.session.connection().connection.driver_connection
+        assert not isinstance(raw, SerializedWritesConnection)
+        assert bare_db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert bare_db.session.execute(text("PRAGMA busy_timeout")).scalar() == 10000
+        bare_db.session.remove()
+        bare_db.engine.dispose()
