@@ -336,11 +336,7 @@ def execute(outbox_id: int) -> str:
         )
         db.session.commit()
         raise
-    db.session.execute(
-        update(OutboxJob)
-        .where(OutboxJob.id == outbox_id, OutboxJob.completed_at.is_(None))
-        .values(completed_at=utcnow(), last_error=None)
-    )
+    complete_with_transaction(outbox_id)  # a no-op for a job that completed its row itself
     db.session.commit()
     return "completed"
 
