@@ -106,19 +106,7 @@ class FastStatement:
         return plan
 
     def _bind(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
-        bound = {}
-        defaults = self._defaults
-        for name, binder in plan.binders:
-            if name in params:
-                value = params[name]
-            elif name in defaults:
-                value = defaults[name]()
-            else:
-                raise KeyError(f"no value for {name!r} and the column has no default")
-            bound[name] = binder(value) if binder is not None and value is not None else value
-        if plan.positional is None:
-            return bound
-        return tuple(bound[name] for name in plan.positional)
+        return _bind(plan, params, self._defaults)
 
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         """Run once; returns the DBAPI cursor (``fetchone()`` for RETURNING)."""
@@ -160,9 +148,26 @@ class FastStatement:
         return cursor
 
 
+def _bind(plan: _Plan, params: Mapping[str, Any],
+          defaults: Mapping[str, Callable[[], Any]]) -> Any:
+    """The driver's arguments: each parameter (else its default) through its bind processor."""
+    bound = {}
+    for name, binder in plan.binders:
+        if name in params:
+            value = params[name]
+        elif name in defaults:
+            value = defaults[name]()
+        else:
+            raise KeyError(f"no value for {name!r} and no default")
+        bound[name] = binder(value) if binder is not None and value is not None else value
+    if plan.positional is None:
+        return bound
+    return tuple(bound[name] for name in plan.positional)
+
+
 @dataclass(frozen=True)
 class _QueryPlan(_Plan):
-    defaults: tuple[tuple[str, Any], ...]  # the statement's own literal values
+    defaults: dict[str, Callable[[], Any]]  # the statement's own literal values
     row: type  # a named tuple of the result columns
     loaders: tuple[Callable[[Any], Any] | None, ...]
 
@@ -193,8 +198,9 @@ class FastQuery:
                 binders=tuple((name, bind_processor(bind.type, dialect))
                               for name, bind in compiled.binds.items()),
                 error_class=dialect.loaded_dbapi.Error,
-                defaults=tuple((name, bind.value) for name, bind in compiled.binds.items()
-                               if name not in self._parameters),
+                defaults={name: functools.partial(_constant, bind.value)
+                          for name, bind in compiled.binds.items()
+                          if name not in self._parameters},
                 row=namedtuple("Row", [column.key for column in columns]),  # noqa: PYI024
                 loaders=tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
                               for column in columns),
@@ -203,10 +209,7 @@ class FastQuery:
 
     def all(self, connection: Connection, params: Mapping[str, Any] | None = None) -> list:
         plan = self._plan(connection.dialect)
-        values = {**dict(plan.defaults), **(params or {})}
-        bound = {name: binder(values[name]) if binder is not None and values[name] is not None
-                 else values[name] for name, binder in plan.binders}
-        args = bound if plan.positional is None else tuple(bound[n] for n in plan.positional)
+        args = _bind(plan, params or {}, plan.defaults)
         cursor = FastStatement._run(connection, plan, args, many=False)
         try:
             raw = cursor.fetchall()
