@@ -182,14 +182,15 @@ def test_every_claim_step_is_in_the_audit_trail(client, catalog):
     assert verify_chain().ok
 
 
-def announce_fixture(make_app):
+@pytest.fixture
+def queued_app(make_app):
     """An app whose jobs wait in the outbox (a Redis URL nothing listens on; no relay runs)."""
     app = make_app(REDIS_URL="redis://127.0.0.1:9/0")
-    ctx = app.app_context()
-    ctx.push()
-    load_catalog()
-    register_purchase("SN1")
-    return app, ctx
+    with app.app_context():
+        load_catalog()
+        register_purchase("SN1")
+        yield app
+        db.session.remove()
 
 
 def outbox_rows(name: str | None = None) -> list:
@@ -201,77 +202,67 @@ def outbox_rows(name: str | None = None) -> list:
         OutboxJob.job_name == name)))
 
 
-def test_filing_leaves_email_and_webhooks_to_one_announce_job_that_runs_once(make_app):
+def test_filing_leaves_email_and_webhooks_to_one_announce_job_that_runs_once(queued_app):
+    from claims.service import announce
     from common.actors import Actor
     from common.jobs import execute
     from webhooks.models import WebhookDelivery
     from webhooks.service import subscribe
 
-    app, ctx = announce_fixture(make_app)
-    try:
-        subscribe(url="http://127.0.0.1:9/hook", events=["claim.approved", "rma.issued"],
-                  actor=Actor.system("tests"), partner_id=None, allow_http=True)
-        response = app.test_client().post("/api/v1/claims", json=claim_body(),
-                                          headers={"X-Request-ID": "filing-req-1"})
-        assert response.status_code == 201 and response.json["status"] == "approved"
-        # The filing's own transaction: the decision, the RMA and two outbox rows, no email yet.
-        assert [row.job_name for row in outbox_rows()] == ["rma.prepare_label",
-                                                          "claims.announce"]
-        assert count(Message) == 0 and count(WebhookDelivery) == 0
-        (row,) = outbox_rows("claims.announce")
-        assert row.kwargs["kind"] == "claim_approved"
-        assert row.kwargs["params"]["tracking_url"] == response.json["tracking_url"]
+    app = queued_app
+    subscribe(url="http://127.0.0.1:9/hook", events=["claim.approved", "rma.issued"],
+              actor=Actor.system("tests"), partner_id=None, allow_http=True)
+    response = app.test_client().post("/api/v1/claims", json=claim_body(),
+                                      headers={"X-Request-ID": "filing-req-1"})
+    assert response.status_code == 201 and response.json["status"] == "approved"
+    # The filing's own transaction: the decision, the RMA and two outbox rows, no email yet.
+    assert [row.job_name for row in outbox_rows()] == ["rma.prepare_label",
+                                                      "claims.announce"]
+    assert count(Message) == 0 and count(WebhookDelivery) == 0
+    (row,) = outbox_rows("claims.announce")
+    assert row.kwargs["kind"] == "claim_approved"
+    assert row.kwargs["params"]["tracking_url"] == response.json["tracking_url"]
 
-        assert execute(row.id) == "completed"
-        assert execute(row.id) == "already-completed"
-        from claims.service import announce
-
-        again = dict(row.kwargs, actor=Actor.from_dict(row.kwargs["actor"]))
-        again.pop("request_id")
-        assert announce(outbox_id=row.id, **again) is False  # a duplicate rq delivery
-        message = db.session.scalar(select(Message))
-        assert count(Message) == 1 and message.kind == "claim_approved"
-        assert message.params["rma_number"] == response.json["rma_number"]
-        assert {d.event_type for d in db.session.scalars(select(WebhookDelivery))} == {
-            "claim.approved", "rma.issued"}
-        queued = db.session.scalar(select(AuditEvent).where(
-            AuditEvent.action == "message.queued"))
-        assert queued.entity_id == response.json["claim_number"]
-        assert (queued.actor_type, queued.request_id) == ("customer", "filing-req-1")
-        assert [r.job_name for r in outbox_rows()][2:] == [
-            "messaging.send", "webhooks.deliver", "webhooks.deliver"]
-        assert verify_chain().ok
-    finally:
-        db.session.remove()
-        ctx.pop()
+    assert execute(row.id) == "completed"
+    assert execute(row.id) == "already-completed"
+    again = dict(row.kwargs, actor=Actor.from_dict(row.kwargs["actor"]))
+    again.pop("request_id")
+    assert announce(outbox_id=row.id, **again) is False  # a duplicate rq delivery
+    message = db.session.scalar(select(Message))
+    assert count(Message) == 1 and message.kind == "claim_approved"
+    assert message.params["rma_number"] == response.json["rma_number"]
+    assert {d.event_type for d in db.session.scalars(select(WebhookDelivery))} == {
+        "claim.approved", "rma.issued"}
+    queued = db.session.scalar(select(AuditEvent).where(
+        AuditEvent.action == "message.queued"))
+    assert queued.entity_id == response.json["claim_number"]
+    assert (queued.actor_type, queued.request_id) == ("customer", "filing-req-1")
+    assert [r.job_name for r in outbox_rows()][2:] == [
+        "messaging.send", "webhooks.deliver", "webhooks.deliver"]
+    assert verify_chain().ok
 
 
 def test_an_announce_job_that_fails_midway_leaves_nothing_and_its_retry_runs_once(
-        make_app, monkeypatch):
+        queued_app, monkeypatch):
     import claims.service
     from common.jobs import OutboxJob, execute
 
-    app, ctx = announce_fixture(make_app)
-    try:
-        app.test_client().post("/api/v1/claims", json=claim_body())
-        (row,) = outbox_rows("claims.announce")
+    queued_app.test_client().post("/api/v1/claims", json=claim_body())
+    (row,) = outbox_rows("claims.announce")
 
-        def broken(*args, **kwargs):
-            raise ConnectionError("database went away")
+    def broken(*args, **kwargs):
+        raise ConnectionError("database went away")
 
-        monkeypatch.setattr(claims.service, "publish_many", broken)
-        with pytest.raises(ConnectionError):
-            execute(row.id)
-        failed = db.session.get(OutboxJob, row.id)
-        assert failed.completed_at is None and "went away" in failed.last_error
-        assert count(Message) == 0, "the email was rolled back with the failed run"
-        monkeypatch.undo()
-        assert execute(row.id) == "completed"
-        assert count(Message) == 1
-        assert db.session.get(OutboxJob, row.id).attempts == 2
-    finally:
-        db.session.remove()
-        ctx.pop()
+    monkeypatch.setattr(claims.service, "publish_many", broken)
+    with pytest.raises(ConnectionError):
+        execute(row.id)
+    failed = db.session.get(OutboxJob, row.id)
+    assert failed.completed_at is None and "went away" in failed.last_error
+    assert count(Message) == 0, "the email was rolled back with the failed run"
+    monkeypatch.undo()
+    assert execute(row.id) == "completed"
+    assert count(Message) == 1
+    assert db.session.get(OutboxJob, row.id).attempts == 2
 
 
 def test_approval_email_is_sent_and_kept_in_the_claims_log(client, app, catalog):
