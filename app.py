@@ -34,7 +34,7 @@ def register_extensions(app: Flask) -> None:
 
     from audit.service import install_session_hooks as install_audit_hooks
     from auth.access import init_login
-    from common import jobs
+    from common import fastsql, jobs
     from common.i18n import babel, select_locale
     from common.security import register_request_hooks
 
@@ -50,6 +50,7 @@ def register_extensions(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
     install_audit_hooks()
     jobs.install_session_hooks()
+    fastsql.install_pipeline_commit()
     register_request_hooks(app)
     _import_jobs()
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, event, select
+from sqlalchemy import Integer, Select, Text, event, select
 from sqlalchemy.orm import Session
 
-from audit.chain import event_hash, normalize_data
+from audit.chain import event_hash, hash_template, normalize_data
 from audit.models import GENESIS_HASH, AuditChainHead, AuditCheck, AuditEvent
 from common.actors import Actor, current_request_id
 from common.extensions import db
@@ -70,17 +70,41 @@ _MAX_EVENTS_IN_ONE_STATEMENT = 20  # bounded: one prepared statement per count
 
 
 @functools.cache
-def _append_and_link(count: int) -> FastStatement:
-    """PostgreSQL: insert ``count`` events and move the head's hash in one statement."""
-    values = ", ".join(
-        "(" + ", ".join(f":{name}_{n}" for name in _EVENT_COLUMNS) + ")" for n in range(count)
-    )
-    types = {f"{name}_{n}": _EVENTS.c[name].type for n in range(count) for name in _EVENT_COLUMNS}
+def _link_and_append(count: int) -> FastStatement:
+    """PostgreSQL: the whole seal of ``count`` events in one statement, nothing read back.
+
+    It locks the head row, links each event to the one before (the first to the head) with
+    SHA-256 over its ``hash_template`` computed in the database, writes the events and moves
+    the head. Nothing comes back to Python before the commit, so in a ``fastsql.pipeline`` the
+    seal and the COMMIT share the transaction's last round trip, and the head's lock is held
+    only while that COMMIT is flushed. ``verify_chain`` recomputes the same hashes in Python.
+    """
+    links, rows = [], []
+    for n in range(count):
+        source = ("SELECT last_seq + 1 AS seq, last_hash AS prev_hash FROM head" if n == 0
+                  else f"SELECT seq + 1 AS seq, hash AS prev_hash FROM link_{n - 1}")
+        links.append(
+            f"link_{n} AS (SELECT s.seq, s.prev_hash, encode(sha256(convert_to("
+            f"CAST(:before_{n} AS text) || s.prev_hash || CAST(:between_{n} AS text) || "
+            f"CAST(s.seq AS text) || '}}', 'UTF8')), 'hex') AS hash FROM ({source}) AS s)")
+        rows.append("(" + ", ".join(
+            f"(SELECT {name} FROM link_{n})" if name in _LINKED else f":{name}_{n}"
+            for name in _EVENT_COLUMNS) + ")")
+    types = {f"{name}_{n}": _EVENTS.c[name].type
+             for n in range(count) for name in _EVENT_COLUMNS if name not in _LINKED}
+    types.update({f"{part}_{n}": Text() for n in range(count) for part in ("before", "between")})
     return FastStatement(
-        f"WITH appended AS (INSERT INTO {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES {values}) UPDATE {_HEAD.name} SET last_hash = :new_hash WHERE id = {HEAD_ID}",
-        {**types, "new_hash": _HEAD.c.last_hash.type},
+        f"WITH head AS (SELECT last_seq, last_hash FROM {_HEAD.name} WHERE id = {HEAD_ID} "
+        f"FOR UPDATE), {', '.join(links)}, "
+        f"appended AS (INSERT INTO {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) "
+        f"VALUES {', '.join(rows)}) "
+        f"UPDATE {_HEAD.name} SET last_seq = last.seq, last_hash = last.hash "
+        f"FROM link_{count - 1} AS last WHERE {_HEAD.name}.id = {HEAD_ID}",
+        types,
     )
+
+
+_LINKED = ("seq", "prev_hash", "hash")  # what ``_link_and_append`` computes in the database
 
 
 def _seal_pending(session: Session) -> None:
@@ -91,14 +115,22 @@ def _seal_pending(session: Session) -> None:
     # the transaction's last statements.
     session.flush()
     connection = connection_of(session)
+    occurred_at = utcnow()
+    if connection.dialect.name == "postgresql" and len(pending) <= _MAX_EVENTS_IN_ONE_STATEMENT:
+        params = {}
+        for n, fields in enumerate(pending):
+            row = dict(fields, occurred_at=occurred_at)
+            params.update({f"{name}_{n}": value for name, value in row.items()})
+            params[f"before_{n}"], params[f"between_{n}"] = hash_template(row)
+        _link_and_append(len(pending)).execute(connection, params)
+        return
     # Bumping the head first takes its row lock (PostgreSQL) / the write lock (SQLite), so
     # concurrent transactions append one after the other and seq has no gaps.
-    bumped = _BUMP_HEAD.execute(connection, {"count": len(pending)}).fetchone()
+    bumped = _BUMP_HEAD.returned(connection, {"count": len(pending)}).row
     if bumped is None:
         raise RuntimeError("audit chain head missing: run `flask --app app db upgrade`")
     last_seq, prev_hash = bumped
     seq = last_seq - len(pending)
-    occurred_at = utcnow()
     rows = []
     for fields in pending:
         seq += 1
@@ -106,13 +138,8 @@ def _seal_pending(session: Session) -> None:
         row["hash"] = event_hash(row)
         prev_hash = row["hash"]
         rows.append(row)
-    if connection.dialect.name == "postgresql" and len(rows) <= _MAX_EVENTS_IN_ONE_STATEMENT:
-        # One round trip fewer: a data-modifying CTE writes the events with the head's hash.
-        params = {f"{name}_{n}": row[name] for n, row in enumerate(rows) for name in row}
-        _append_and_link(len(rows)).execute(connection, {**params, "new_hash": prev_hash})
-    else:
-        _INSERT_EVENTS.execute_many(connection, rows)
-        _SET_HEAD_HASH.execute(connection, {"new_hash": prev_hash})
+    _INSERT_EVENTS.execute_many(connection, rows)
+    _SET_HEAD_HASH.execute(connection, {"new_hash": prev_hash})
 
 
 def _discard_pending(session: Session, *args: Any) -> None:

@@ -12,6 +12,12 @@ as SQLAlchemy's own exception class (``IntegrityError``, ``OperationalError``...
 connection is invalidated so the pool replaces it. Plain appends and small updates belong
 here, and a hot read (``FastQuery``): a Core SELECT compiled once, whose rows get the columns'
 result processing (SQLite's dates from text, JSON decoded); other reads stay on Core.
+
+On PostgreSQL each statement used to be a round trip of its own, and a claim's dozen of them
+kept the web workers waiting about half of the time. ``pipeline`` sends a block's statements
+without waiting; child rows name their parents by natural key (``insert_into(references=)``)
+and RETURNING values are read only when needed (``Returned``), so nothing forces a wait
+until the commit, whose COMMIT then travels with the block's last statements.
 """
 
 from __future__ import annotations
@@ -19,14 +25,26 @@ from __future__ import annotations
 import functools
 import json
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Select, Table, bindparam, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Select,
+    Table,
+    bindparam,
+    event,
+    text,
+)
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
@@ -77,7 +95,6 @@ class _Plan:
     sql: str
     positional: tuple[str, ...] | None  # parameter order for positional paramstyles
     binders: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-    error_class: type[Exception]
 
 
 class FastStatement:
@@ -101,7 +118,6 @@ class FastStatement:
                 positional=tuple(compiled.positiontup) if compiled.positional else None,
                 binders=tuple((name, bind_processor(binds[name].type, dialect))
                               for name in self._names),
-                error_class=dialect.loaded_dbapi.Error,
             )
         return plan
 
@@ -119,11 +135,7 @@ class FastStatement:
 
     def scalar(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the one row a RETURNING statement gives back."""
-        cursor = self.execute(connection, params)
-        try:
-            return cursor.fetchone()[0]
-        finally:
-            cursor.close()
+        return self.returned(connection, params).value
 
     @staticmethod
     def _run(connection: Connection, plan: _Plan, args: Any, *, many: bool) -> Any:
@@ -131,21 +143,139 @@ class FastStatement:
         cursor = dbapi_connection.cursor()
         for listener in connection.dispatch.before_cursor_execute:
             listener(connection, cursor, plan.sql, args, None, many)
-        try:
+        with _translated(connection, plan.sql, args, many=many):
             if many:
                 cursor.executemany(plan.sql, args)
             else:
                 cursor.execute(plan.sql, args)
-        except plan.error_class as exc:
-            dialect = connection.dialect
-            lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
-            if lost:
-                connection.invalidate(exc)
-            raise sa_exc.DBAPIError.instance(
-                plan.sql, args, exc, plan.error_class, connection_invalidated=lost,
-                dialect=dialect, ismulti=many,
-            ) from exc
         return cursor
+
+    def returned(self, connection: Connection, params: Mapping[str, Any]) -> Returned:
+        """Run once; the RETURNING value is read only when asked for (see ``pipeline``)."""
+        plan = self._plan(connection.dialect)
+        args = self._bind(plan, params)
+        returned = Returned(connection, self._run(connection, plan, args, many=False), plan.sql,
+                            args)
+        if not _in_pipeline(connection):
+            # The answer is already here: read it now and close the cursor (SQLite would keep
+            # an unread RETURNING statement in progress, which can block the COMMIT).
+            returned.row  # noqa: B018
+        return returned
+
+
+@contextmanager
+def _translated(connection: Connection, sql: str, args: Any, *,
+                many: bool = False) -> Iterator[None]:
+    """Raise a driver error as SQLAlchemy's exception class; invalidate a lost connection."""
+    dialect = connection.dialect
+    error_class = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except error_class as exc:
+        dbapi_connection = connection.connection.driver_connection
+        lost = dialect.is_disconnect(exc, dbapi_connection, None)
+        if lost:
+            connection.invalidate(exc)
+        raise sa_exc.DBAPIError.instance(
+            sql, args, exc, error_class, connection_invalidated=lost, dialect=dialect,
+            ismulti=many,
+        ) from exc
+
+
+class Returned:
+    """A statement's RETURNING row, fetched on first use.
+
+    Inside a ``pipeline`` the statement is only sent, not waited for; reading the value waits
+    for it (and everything queued before it), so a caller that does not need the value right
+    away costs no round trip.
+    """
+
+    __slots__ = ("_args", "_connection", "_cursor", "_row", "_sql")
+
+    def __init__(self, connection: Connection, cursor: Any, sql: str, args: Any) -> None:
+        self._connection, self._cursor, self._sql, self._args = connection, cursor, sql, args
+        self._row: tuple | None = None  # read from the cursor, which is then closed
+
+    @property
+    def row(self) -> tuple | None:
+        """The returned row (None if the statement returned none)."""
+        if self._cursor is not None:
+            with _translated(self._connection, self._sql, self._args):
+                self._row = self._cursor.fetchone()
+            self._cursor.close()
+            self._cursor = None
+        return self._row
+
+    @property
+    def value(self) -> Any:
+        """The first returned column."""
+        return self.row[0]
+
+
+def _in_pipeline(connection: Connection) -> bool:
+    pgconn = getattr(connection.connection.driver_connection, "pgconn", None)
+    return pgconn is not None and pgconn.pipeline_status != 0  # psycopg.pq.PipelineStatus.OFF
+
+
+_PIPELINE_KEY = "aftercare.fastsql.pipeline"
+
+
+@contextmanager
+def pipeline(connection: Connection) -> Iterator[None]:
+    """Send the block's statements without waiting for each answer (PostgreSQL).
+
+    psycopg's pipeline mode: statements are queued and sent together, and the server's answers
+    are read when a result is needed (a ``FastQuery``, a ``Returned.value``) or when the
+    pipeline ends. A statement that fails makes the rest of the transaction fail; the error
+    comes out as SQLAlchemy's exception class, from wherever it was read.
+
+    The pipeline ends with the block, or earlier at the transaction's commit: a commit inside
+    the block sends its COMMIT with the block's last statements, so they cost one round trip
+    together, and the connection goes back to the pool out of pipeline mode. Other databases
+    run the block as it is: SQLite has no round trips to save.
+    """
+    dbapi_connection = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql" or not hasattr(dbapi_connection, "pipeline"):
+        yield
+        return
+    info = connection.info  # the DBAPI connection's; the Connection may be closed at the end
+    pipe = dbapi_connection.pipeline()
+    pipe.__enter__()
+    info[_PIPELINE_KEY] = pipe
+    try:
+        yield
+    except BaseException as exc:
+        if info.pop(_PIPELINE_KEY, None) is not None:
+            pipe.__exit__(type(exc), exc, exc.__traceback__)  # psycopg logs its own errors here
+        raise
+    if info.pop(_PIPELINE_KEY, None) is not None:
+        with _translated(connection, "-- pipeline sync", None):
+            pipe.__exit__(None, None, None)
+
+
+def _commit_ends_pipeline(connection: Connection) -> None:
+    """SQLAlchemy's ``commit`` event: queue COMMIT in the open pipeline and end it.
+
+    The driver's own commit, which follows, then finds the transaction done. (Committing
+    inside the pipeline instead would cost the COMMIT's sync, a sync when the pool resets the
+    connection and one more when the pipeline ends.)
+    """
+    pipe = connection.info.pop(_PIPELINE_KEY, None)
+    if pipe is None:
+        return
+    with _translated(connection, "COMMIT", None):
+        try:
+            connection.connection.driver_connection.execute("COMMIT")
+        except BaseException as exc:
+            pipe.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        pipe.__exit__(None, None, None)
+
+
+def install_pipeline_commit(engine: Any = Engine) -> None:
+    """Let a commit end a ``pipeline`` (idempotent; the app calls it once)."""
+    if not event.contains(engine, "commit", _commit_ends_pipeline):
+        event.listen(engine, "commit", _commit_ends_pipeline)
 
 
 def _bind(plan: _Plan, params: Mapping[str, Any],
@@ -197,7 +327,6 @@ class FastQuery:
                 positional=tuple(compiled.positiontup) if compiled.positional else None,
                 binders=tuple((name, bind_processor(bind.type, dialect))
                               for name, bind in compiled.binds.items()),
-                error_class=dialect.loaded_dbapi.Error,
                 defaults={name: functools.partial(_constant, bind.value)
                           for name, bind in compiled.binds.items()
                           if name not in self._parameters},
@@ -212,7 +341,8 @@ class FastQuery:
         args = _bind(plan, params or {}, plan.defaults)
         cursor = FastStatement._run(connection, plan, args, many=False)
         try:
-            raw = cursor.fetchall()
+            with _translated(connection, plan.sql, args):
+                raw = cursor.fetchall()
         finally:
             cursor.close()
         loaders = plan.loaders
@@ -222,28 +352,46 @@ class FastQuery:
 
 
 def insert_into(table: Table, columns: Sequence[str] | None = None, *,
-                returning: Sequence[str] = ()) -> FastStatement:
+                returning: Sequence[str] = (),
+                references: Mapping[str, Column] | None = None) -> FastStatement:
     """An INSERT of ``columns`` (default: all but an autoincrement primary key).
 
     A column left out of the parameters takes its Python default, else NULL if nullable.
+    ``references`` fills a foreign key column by its parent's natural key instead of its id:
+    ``{"claim_id": claims.c.claim_number}`` takes the parameter ``claim_number`` and writes
+    ``(SELECT id FROM claims WHERE claim_number = :claim_number)``. A child row then needs
+    nothing back from its parent's INSERT, so both can be sent in one ``pipeline`` round trip.
     """
+    references = dict(references or {})
     if columns is None:
         columns = [c.name for c in table.c if not (c.primary_key and c.autoincrement)]
-    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join(f':{name}' for name in columns)})")
+    values, types = [], {}
+    for name in columns:
+        key = references.get(name)
+        if key is None:
+            values.append(f":{name}")
+            types[name] = table.c[name].type
+        else:
+            (parent_id,) = key.table.primary_key.columns
+            values.append(f"(SELECT {parent_id.name} FROM {key.table.name} "
+                          f"WHERE {key.name} = :{key.name})")
+            types[key.name] = key.type
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(values)})"
     if returning:
         sql += " RETURNING " + ", ".join(returning)
     defaults: dict[str, Callable[[], Any]] = {}
     for name in columns:
         column = table.c[name]
         default = column.default
+        if name in references:
+            continue
         if default is not None and default.is_scalar:
             defaults[name] = functools.partial(_constant, default.arg)
         elif default is not None and default.is_callable:
             defaults[name] = functools.partial(default.arg, None)  # SQLAlchemy passes a context
         elif column.nullable:
             defaults[name] = functools.partial(_constant, None)
-    return FastStatement(sql, {name: table.c[name].type for name in columns}, defaults)
+    return FastStatement(sql, types, defaults)
 
 
 def _constant(value: Any) -> Any:

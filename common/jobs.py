@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.extensions import db
-from common.fastsql import connection_of, insert_into
+from common.fastsql import Returned, connection_of, insert_into
 from common.models import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -127,13 +127,19 @@ def _rq_job_id(outbox_id: int, rq_job: str | None = None) -> str:
 class QueuedJob:
     """The outbox row ``enqueue_job`` wrote in the caller's transaction."""
 
-    id: int
+    returned: Returned = field(repr=False)
     job_name: str
     kwargs: dict[str, Any]
+
+    @property
+    def id(self) -> int:
+        """The row's id; inside a ``fastsql.pipeline``, reading it waits for the INSERT."""
+        return self.returned.value
 
 
 # Outbox rows are appended in the caller's transaction and changed later only by the relay
 # and the job: one statement on the cursor returning the id, instead of a unit-of-work flush.
+# The id is read only when needed: the inline runner reads it after the commit, rq mode never.
 _INSERT_OUTBOX = insert_into(OutboxJob.__table__, returning=("id",))
 
 
@@ -142,9 +148,9 @@ def enqueue_job(job_name: str, **kwargs: Any) -> QueuedJob:
     if job_name not in _registry:
         raise KeyError(f"unknown job {job_name!r}")
     session = db.session()
-    outbox_id = _INSERT_OUTBOX.scalar(
+    returned = _INSERT_OUTBOX.returned(
         connection_of(session), {"job_name": job_name, "kwargs": kwargs})
-    queued = QueuedJob(outbox_id, job_name, kwargs)
+    queued = QueuedJob(returned, job_name, kwargs)
     if not _dispatches_to_rq():
         session.info.setdefault(_NEW_KEY, []).append(queued)
     return queued

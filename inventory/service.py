@@ -48,13 +48,13 @@ class ScanResult:
 # A unit is only appended when its RMA is issued (receiving loads it later): one statement on
 # the cursor with the columns' defaults, instead of a unit-of-work flush in the filing
 # transaction.
-_INSERT_UNIT = insert_into(Unit.__table__, returning=("id",))
+_INSERT_UNIT = insert_into(Unit.__table__, references={"rma_id": Rma.__table__.c.rma_number})
 
 
-def expect_unit(*, rma_id: int, serial_number: str, sku: str | None, actor: Actor) -> int:
-    """A unit the customer is about to send back (called when the RMA is issued); its id."""
-    return _INSERT_UNIT.scalar(
-        connection_of(), {"rma_id": rma_id, "expected_serial": serial_number, "sku": sku}
+def expect_unit(*, rma_number: str, serial_number: str, sku: str | None, actor: Actor) -> None:
+    """A unit the customer is about to send back (called when the RMA is issued)."""
+    _INSERT_UNIT.execute(
+        connection_of(), {"rma_number": rma_number, "expected_serial": serial_number, "sku": sku}
     )
 
 

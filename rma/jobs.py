@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from common.actors import Actor
 from common.jobs import job
 from rma.presenter import label_data_for
@@ -11,14 +13,23 @@ LABELLER = Actor.system("labels")
 
 
 @job("rma.prepare_label", timeout=120)
-def prepare_rma_label(*, outbox_id: int, rma_id: int) -> None:
-    """Render and keep the RMA's label once; safe to retry."""
+def prepare_rma_label(*, outbox_id: int, rma_number: str | None = None,
+                      rma_id: int | None = None) -> None:
+    """Render and keep the RMA's label once; safe to retry.
+
+    ``rma_id``: rows queued by releases before the RMA was named by its number.
+    """
     from claims.service import add_timeline_entry
     from common.extensions import db
     from rma.models import Rma
 
-    if prepare_label(rma_id=rma_id, data_for=label_data_for, actor=LABELLER):
+    if rma_number is None:
         rma = db.session.get(Rma, rma_id)
+        if rma is None:
+            return
+        rma_number = rma.rma_number
+    if prepare_label(rma_number=rma_number, data_for=label_data_for, actor=LABELLER):
+        rma = db.session.scalar(select(Rma).where(Rma.rma_number == rma_number))
         add_timeline_entry(rma.claim, "label_ready")
         db.session.commit()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from audit.service import record_event
+from claims.models import Claim
 from common.actors import Actor
 from common.extensions import db
 from common.fastsql import connection_of, insert_into
@@ -27,24 +28,23 @@ LABEL_PAGES = ("4x6", "a4", "letter")
 class IssuedRma:
     """The RMA ``issue_rma`` wrote: what the caller needs without loading the row back."""
 
-    id: int
     rma_number: str
     remedy: str
 
 
 # An RMA is only appended when issued (later changes load it): one statement on the cursor
-# returning the id, instead of a unit-of-work flush.
-_INSERT_RMA = insert_into(Rma.__table__, returning=("id",))
+# instead of a unit-of-work flush. It names its claim by number, so it needs nothing back from
+# the claim's INSERT and nothing is read back from it (children name it by its number too).
+_INSERT_RMA = insert_into(Rma.__table__, references={"claim_id": Claim.__table__.c.claim_number})
 
 
-def issue_rma(
-    *, claim_id: int, claim_number: str, remedy: str, actor: Actor
-) -> IssuedRma:
+def issue_rma(*, claim_number: str, remedy: str, actor: Actor) -> IssuedRma:
     """Add an RMA for an approved claim to the current transaction (number unique by DB)."""
     number = new_rma_number()
-    # A number collision raises IntegrityError here; the caller retries with a fresh number.
-    rma_id = _INSERT_RMA.scalar(
-        connection_of(), {"rma_number": number, "claim_id": claim_id, "remedy": remedy}
+    # A number collision raises IntegrityError (at once, or where a pipeline is read); the
+    # caller retries with a fresh number.
+    _INSERT_RMA.execute(
+        connection_of(), {"rma_number": number, "claim_number": claim_number, "remedy": remedy}
     )
     record_event(
         entity_type="rma",
@@ -53,7 +53,7 @@ def issue_rma(
         actor=actor,
         data={"claim_number": claim_number, "remedy": remedy},
     )
-    return IssuedRma(rma_id, number, remedy)
+    return IssuedRma(number, remedy)
 
 
 def parse_or_refuse(text: str) -> str:
@@ -104,9 +104,9 @@ def label_pdf(rma: Rma, data: LabelData, *, page: str = "4x6", store: bool = Tru
     return pdf
 
 
-def prepare_label(*, rma_id: int, data_for: Callable[[Rma], LabelData], actor: Actor) -> bool:
+def prepare_label(*, rma_number: str, data_for: Callable[[Rma], LabelData], actor: Actor) -> bool:
     """Render and keep the 4x6 label; True the first time (idempotent)."""
-    rma = db.session.get(Rma, rma_id)
+    rma = db.session.scalar(select(Rma).where(Rma.rma_number == rma_number))
     if rma is None or rma.label_ready_at is not None:
         return False
     label_pdf(rma, data_for(rma), page="4x6")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, text, update
 
 from audit.chain import event_hash
@@ -147,3 +149,67 @@ def test_concurrent_writers_build_one_unbroken_chain(make_app):
     with app.app_context():
         result = verify_chain()
         assert result.ok and result.events_checked == 80
+
+
+# --- the chain linked by the database (PostgreSQL's one-statement seal) -----------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=12), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(data=st.dictionaries(st.text(max_size=12), _JSON, max_size=4),
+       reason=st.none() | st.text(), request_id=st.none() | st.text(max_size=20),
+       seq=st.integers(min_value=1, max_value=2**62), prev=st.text("0123456789abcdef", min_size=64,
+                                                                     max_size=64))
+def test_the_hash_template_rebuilds_the_events_hash(data, reason, request_id, seq, prev):
+    import hashlib
+    from datetime import UTC, datetime
+
+    from audit.chain import hash_template, normalize_data
+
+    fields = {"occurred_at": datetime(2026, 12, 6, 23, 59, 1, 5, tzinfo=UTC),
+              "actor_type": "user", "actor_id": "7", "actor_label": 'Ann "prev_hash":"',
+              "entity_type": "claim", "entity_id": "C1", "action": "claim.filed",
+              "reason": reason, "data": normalize_data(data), "request_id": request_id}
+    before, between = hash_template(fields)
+    rebuilt = hashlib.sha256(f"{before}{prev}{between}{seq}}}".encode()).hexdigest()
+    assert rebuilt == event_hash(dict(fields, seq=seq, prev_hash=prev))
+
+
+HOSTILE_DATA = [
+    {"prev_hash": "\ue000prev", "seq": "\ue000seq", "nested": {"prev_hash": "x"}},
+    {"text": '","prev_hash":"0000","seq":1}', "emoji": "✓ 🧾", "nul": "a\u0000b"},
+    {"quote": "O'Neil \\ \"x\"", "list": [None, 1.5, True, "é"]},
+]
+
+
+@pytest.mark.parametrize("data", HOSTILE_DATA)
+def test_events_with_hostile_data_are_linked_as_python_links_them(app, data):
+    record_event(entity_type="thing", entity_id="H1", action="thing.changed", actor=ACTOR,
+                 reason='"prev_hash":"ffff"', data=data)
+    record_event(entity_type="thing", entity_id="H1", action="thing.changed", actor=ACTOR,
+                 data={"after": True})
+    db.session.commit()
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+    assert [e.seq for e in events] == [1, 2]
+    for event in events:
+        fields = {name: getattr(event, name) for name in (
+            "seq", "occurred_at", "actor_type", "actor_id", "actor_label", "entity_type",
+            "entity_id", "action", "reason", "data", "request_id", "prev_hash")}
+        assert event.hash == event_hash(fields)
+    assert events[1].prev_hash == events[0].hash
+    assert verify_chain().ok
+
+
+def test_more_events_than_one_statement_takes_are_chained_too(app):
+    from audit.service import _MAX_EVENTS_IN_ONE_STATEMENT
+
+    _record(_MAX_EVENTS_IN_ONE_STATEMENT + 3)
+    _record(2, entity_id="E2")
+    head = db.session.get(AuditChainHead, 1)
+    assert head.last_seq == _MAX_EVENTS_IN_ONE_STATEMENT + 5
+    assert verify_chain().ok

@@ -193,6 +193,36 @@ def queued_app(make_app):
         db.session.remove()
 
 
+@requires_postgres
+def test_filing_a_claim_costs_three_round_trips_after_the_ping(queued_app, tmp_path):
+    """BEGIN; the purchase facts; every write, the audit seal and COMMIT together."""
+    from sqlalchemy import event
+
+    from tests.round_trips import RoundTrips
+
+    counted: list[int] = []
+    tracing: list[RoundTrips] = []
+
+    def checkout(dbapi_connection, record, proxy) -> None:  # noqa: ANN001
+        tracing.append(RoundTrips(dbapi_connection, tmp_path / f"trace{len(counted)}"))
+
+    def checkin(dbapi_connection, record) -> None:  # noqa: ANN001
+        if tracing:
+            counted.append(tracing.pop().stop())
+
+    db.session.remove()
+    event.listen(db.engine, "checkout", checkout)
+    event.listen(db.engine, "checkin", checkin)
+    try:
+        response = queued_app.test_client().post("/api/v1/claims", json=claim_body())
+    finally:
+        event.remove(db.engine, "checkout", checkout)
+        event.remove(db.engine, "checkin", checkin)
+    assert response.status_code == 201 and response.json["status"] == "approved"
+    assert counted == [3]
+    assert count(Rma) == 1 and verify_chain().ok
+
+
 def outbox_rows(name: str | None = None) -> list:
     from common.jobs import OutboxJob
 
@@ -263,6 +293,33 @@ def test_an_announce_job_that_fails_midway_leaves_nothing_and_its_retry_runs_onc
     assert execute(row.id) == "completed"
     assert count(Message) == 1
     assert db.session.get(OutboxJob, row.id).attempts == 2
+
+
+def test_jobs_queued_by_id_before_the_upgrade_still_run(queued_app):
+    """Rows written by the release that named the claim and RMA by id, not by number."""
+    from common.jobs import OutboxJob, enqueue_job, execute
+
+    response = queued_app.test_client().post("/api/v1/claims", json=claim_body())
+    (announce_row,) = outbox_rows("claims.announce")
+    (label_row,) = outbox_rows("rma.prepare_label")
+    assert announce_row.kwargs["claim_number"] == response.json["claim_number"]
+    assert label_row.kwargs == {"rma_number": response.json["rma_number"]}
+    claim = db.session.scalar(select(Claim))
+    rma = db.session.scalar(select(Rma))
+    legacy_announce = dict(announce_row.kwargs, claim_id=claim.id)
+    legacy_announce.pop("claim_number")
+    db.session.delete(db.session.get(OutboxJob, announce_row.id))
+    db.session.delete(db.session.get(OutboxJob, label_row.id))
+    old_announce = enqueue_job("claims.announce", **legacy_announce).id
+    old_label = enqueue_job("rma.prepare_label", rma_id=rma.id).id
+    db.session.commit()
+
+    assert execute(old_announce) == "completed" and execute(old_label) == "completed"
+    assert db.session.scalar(select(Message)).params["rma_number"] == rma.rma_number
+    db.session.refresh(rma)
+    assert rma.label_ready_at is not None
+    kinds = db.session.scalars(select(TimelineEntry.kind).order_by(TimelineEntry.id)).all()
+    assert kinds[-1] == "label_ready"
 
 
 def test_approval_email_is_sent_and_kept_in_the_claims_log(client, app, catalog):
@@ -448,22 +505,22 @@ def test_two_hundred_concurrent_rma_issues_are_all_distinct(make_app):
                 serial_number=serial, email="x@example.com", fault_category="display",
                 description="d", status="approved", tracking_token_hash=serial.ljust(64, "0")))
         db.session.commit()
-        claim_ids = [c.id for c in db.session.scalars(select(ClaimModel))]
+        claim_numbers = [c.claim_number for c in db.session.scalars(select(ClaimModel))]
     barrier = threading.Barrier(20)
     errors: list[BaseException] = []
 
-    def issue(ids: list[int]) -> None:
+    def issue(numbers: list[str]) -> None:
         barrier.wait()
         try:
             with app.app_context():
-                for claim_id in ids:
-                    issue_rma(claim_id=claim_id, claim_number=str(claim_id), remedy="repair",
+                for claim_number in numbers:
+                    issue_rma(claim_number=claim_number, remedy="repair",
                               actor=Actor.system("test"))
                     db.session.commit()
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=issue, args=(claim_ids[i::20],)) for i in range(20)]
+    threads = [threading.Thread(target=issue, args=(claim_numbers[i::20],)) for i in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
-from claims.models import Claim
+from claims.models import Claim, TimelineEntry
 from common.extensions import db
 from common.fastsql import FastStatement, insert_into
 from common.jobs import OutboxJob
+from tests.conftest import requires_postgres
+from tests.round_trips import RoundTrips
 
 CLAIMS = Claim.__table__
 INSERT_CLAIM = insert_into(CLAIMS, returning=("id",))
@@ -163,3 +165,120 @@ def test_a_query_on_the_cursor_returns_what_core_returns(app):
     assert fast[0].return_address["nested"] == {"x": 1.5}
     assert FastQuery(query, parameters=("serial",)).all(connection, {"serial": "none"}) == []
     db.session.rollback()
+
+
+# --- children by natural key, values read later, pipelines ------------------------------------
+
+TIMELINE = TimelineEntry.__table__
+INSERT_STEP = insert_into(TIMELINE, references={"claim_id": CLAIMS.c.claim_number})
+
+
+def test_a_child_row_names_its_parent_by_natural_key(app):
+    connection = db.session.connection()
+    claim_id = INSERT_CLAIM.scalar(connection, claim_values("C00000011"))
+    INSERT_STEP.execute(connection, {"claim_number": "C00000011", "kind": "filed",
+                                     "params": {}, "occurred_at": datetime.now(UTC)})
+    assert db.session.scalar(select(TIMELINE.c.claim_id)) == claim_id
+
+
+def test_a_child_of_an_unknown_parent_is_refused(app):
+    with pytest.raises(IntegrityError):  # NOT NULL: the lookup found no claim
+        INSERT_STEP.execute(db.session.connection(), {
+            "claim_number": "C-NO-SUCH", "kind": "filed", "params": {},
+            "occurred_at": datetime.now(UTC)})
+    db.session.rollback()
+
+
+def test_a_returned_value_is_the_rows_id(app):
+    returned = INSERT_CLAIM.returned(db.session.connection(), claim_values("C00000012"))
+    assert returned.value == db.session.scalar(select(CLAIMS.c.id)) == returned.row[0]
+
+
+def _dbapi(connection):  # noqa: ANN001, ANN202
+    return connection.connection.driver_connection
+
+
+@requires_postgres
+def test_a_pipeline_sends_the_writes_with_the_commit_in_one_round_trip(app, tmp_path):
+    from common.fastsql import pipeline
+
+    connection = db.session.connection()
+    dbapi_connection = _dbapi(connection)
+    trips = RoundTrips(dbapi_connection, tmp_path / "trace")
+    with pipeline(connection):
+        claim_id = INSERT_CLAIM.returned(connection, claim_values("C00000021"))
+        for kind in ("filed", "approved", "rma_issued"):
+            INSERT_STEP.execute(connection, {"claim_number": "C00000021", "kind": kind,
+                                             "params": {}, "occurred_at": datetime.now(UTC)})
+        db.session.commit()
+        # The commit ended the pipeline: the connection went back to the pool without it.
+        assert dbapi_connection.pgconn.pipeline_status == 0
+    assert trips.stop() == 2  # BEGIN (psycopg waits for it), then 4 statements and COMMIT
+    assert db.session.scalar(select(func.count()).select_from(TIMELINE)) == 3
+    assert claim_id.value == db.session.scalar(select(CLAIMS.c.id))
+
+
+@requires_postgres
+def test_without_a_pipeline_every_statement_waits(app, tmp_path):
+    connection = db.session.connection()
+    trips = RoundTrips(_dbapi(connection), tmp_path / "trace")
+    INSERT_CLAIM.returned(connection, claim_values("C00000022"))
+    INSERT_STEP.execute(connection, {"claim_number": "C00000022", "kind": "filed",
+                                     "params": {}, "occurred_at": datetime.now(UTC)})
+    db.session.commit()
+    assert trips.stop() == 4  # BEGIN, two INSERTs, COMMIT
+
+
+@requires_postgres
+def test_an_error_in_a_pipeline_is_integrity_error_at_the_commit_and_nothing_stays(app):
+    from common.fastsql import pipeline
+
+    connection = db.session.connection()
+    with pytest.raises(IntegrityError) as raised, pipeline(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000023"))
+        INSERT_CLAIM.execute(connection, claim_values("C00000023", tracking_token_hash="e" * 64))
+        INSERT_STEP.execute(connection, {"claim_number": "C00000023", "kind": "filed",
+                                         "params": {}, "occurred_at": datetime.now(UTC)})
+        db.session.commit()
+    assert "unique" in str(raised.value.orig).lower() or "duplicate" in str(raised.value.orig)
+    db.session.rollback()
+    assert _dbapi(db.session.connection()).pgconn.pipeline_status == 0
+    assert db.session.scalar(select(func.count()).select_from(CLAIMS)) == 0
+    assert db.session.scalar(select(func.count()).select_from(TIMELINE)) == 0
+
+
+@requires_postgres
+def test_reading_a_value_in_a_pipeline_raises_an_earlier_statements_error(app):
+    from common.fastsql import pipeline
+
+    connection = db.session.connection()
+    with pytest.raises(IntegrityError), pipeline(connection):
+        INSERT_STEP.execute(connection, {"claim_number": "C-NO-SUCH", "kind": "filed",
+                                         "params": {}, "occurred_at": datetime.now(UTC)})
+        INSERT_CLAIM.returned(connection, claim_values("C00000024")).value  # noqa: B018
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(CLAIMS)) == 0
+
+
+@requires_postgres
+def test_a_pipeline_block_without_a_commit_leaves_the_transaction_to_the_caller(app):
+    from common.fastsql import pipeline
+
+    connection = db.session.connection()
+    with pipeline(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000025"))
+    assert _dbapi(connection).pgconn.pipeline_status == 0
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(CLAIMS)) == 0
+
+
+def test_a_pipeline_on_sqlite_runs_the_block_as_it_is(app):
+    from common.fastsql import pipeline
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's behaviour")
+    connection = db.session.connection()
+    with pipeline(connection):
+        returned = INSERT_CLAIM.returned(connection, claim_values("C00000026"))
+        db.session.commit()
+    assert returned.value == db.session.scalar(select(CLAIMS.c.id))
