@@ -50,7 +50,7 @@ def register_extensions(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
     install_audit_hooks()
     jobs.install_session_hooks()
-    fastsql.install_pipeline_commit()
+    fastsql.install_pipeline_hooks()
     register_request_hooks(app)
     _import_jobs()
 

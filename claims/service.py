@@ -154,9 +154,9 @@ def file_claim(
     for _attempt in range(3):
         written: list[str] = []
         try:
-            # On PostgreSQL the filing's statements go in a few round trips instead of one
-            # each: the purchase facts; every write up to the audit chain's head (the one
-            # answer needed before the commit); the chain's events with the COMMIT.
+            # On PostgreSQL the filing's statements go in two round trips after BEGIN instead
+            # of one each: the purchase facts, then every write, the audit seal and the COMMIT
+            # together (nothing is read back in between).
             with pipeline(connection_of()):
                 filed = _record_claim(data, serial, email, filed_on, photos, written,
                                       actor=actor, settings=settings, source=source,
@@ -468,13 +468,14 @@ def fingerprint(*parts: bytes | str) -> str:
 _INSERT_TIMELINE = insert_into(TimelineEntry.__table__, references=_BY_CLAIM_NUMBER)
 
 
-def add_timeline_entry(claim: Claim, kind: str, params: Mapping[str, Any] | None = None) -> None:
+def add_timeline_entry(claim: Claim | _NewClaim, kind: str,
+                       params: Mapping[str, Any] | None = None) -> None:
     """Add a customer-visible step to the claim's timeline (in the caller's transaction)."""
     add_timeline_entries(claim, [(kind, params)])
 
 
 def add_timeline_entries(
-    claim: Claim, steps: Sequence[tuple[str, Mapping[str, Any] | None]]
+    claim: Claim | _NewClaim, steps: Sequence[tuple[str, Mapping[str, Any] | None]]
 ) -> None:
     """Add steps in order to a claim's timeline (in the caller's transaction)."""
     # Append-only rows nothing reads back in the same transaction: one statement on the cursor

@@ -173,7 +173,7 @@ def _translated(connection: Connection, sql: str, args: Any, *,
         yield
     except error_class as exc:
         dbapi_connection = connection.connection.driver_connection
-        lost = dialect.is_disconnect(exc, dbapi_connection, None)
+        lost = dialect.is_disconnect(exc, dbapi_connection, None) or session_ended(exc)
         if lost:
             connection.invalidate(exc)
         raise sa_exc.DBAPIError.instance(
@@ -239,18 +239,25 @@ def pipeline(connection: Connection) -> Iterator[None]:
         yield
         return
     info = connection.info  # the DBAPI connection's; the Connection may be closed at the end
-    pipe = dbapi_connection.pipeline()
-    pipe.__enter__()
-    info[_PIPELINE_KEY] = pipe
+    block = dbapi_connection.pipeline()
+    info[_PIPELINE_KEY] = _Open(block, block.__enter__())
     try:
         yield
     except BaseException as exc:
         if info.pop(_PIPELINE_KEY, None) is not None:
-            pipe.__exit__(type(exc), exc, exc.__traceback__)  # psycopg logs its own errors here
+            block.__exit__(type(exc), exc, exc.__traceback__)  # psycopg logs its own errors
         raise
     if info.pop(_PIPELINE_KEY, None) is not None:
         with _translated(connection, "-- pipeline sync", None):
-            pipe.__exit__(None, None, None)
+            block.__exit__(None, None, None)
+
+
+@dataclass(frozen=True)
+class _Open:
+    """An open pipeline: psycopg's context manager and the ``Pipeline`` it entered."""
+
+    block: Any
+    pipeline: Any
 
 
 def _commit_ends_pipeline(connection: Connection) -> None:
@@ -260,22 +267,55 @@ def _commit_ends_pipeline(connection: Connection) -> None:
     inside the pipeline instead would cost the COMMIT's sync, a sync when the pool resets the
     connection and one more when the pipeline ends.)
     """
-    pipe = connection.info.pop(_PIPELINE_KEY, None)
-    if pipe is None:
+    opened = connection.info.pop(_PIPELINE_KEY, None)
+    if opened is None:
         return
     with _translated(connection, "COMMIT", None):
         try:
             connection.connection.driver_connection.execute("COMMIT")
         except BaseException as exc:
-            pipe.__exit__(type(exc), exc, exc.__traceback__)
+            opened.block.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        pipe.__exit__(None, None, None)
+        opened.block.__exit__(None, None, None)
 
 
-def install_pipeline_commit(engine: Any = Engine) -> None:
-    """Let a commit end a ``pipeline`` (idempotent; the app calls it once)."""
-    if not event.contains(engine, "commit", _commit_ends_pipeline):
-        event.listen(engine, "commit", _commit_ends_pipeline)
+def _wait_for_sqlalchemys_own(connection: Connection, *args: Any) -> None:
+    """SQLAlchemy's ``after_cursor_execute``: in a pipeline, wait for the statement's answer.
+
+    SQLAlchemy reads a result's shape right after executing (an ORM flush reads the ids its
+    INSERT returns), which a pipelined statement does not have yet; such statements inside a
+    ``pipeline`` block therefore cost a round trip each, as they would outside it.
+    """
+    opened = connection.info.get(_PIPELINE_KEY)
+    if opened is not None:
+        opened.pipeline.sync()
+
+
+def session_ended(error: BaseException) -> bool:
+    """The server ended the session (terminated backend, shutdown, connection failure).
+
+    psycopg reports the server's FATAL message before it sees the socket close, and in a
+    pipeline it may read that message while collecting an earlier statement's answer: the
+    driver then still calls the connection good, but it is gone.
+    """
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
+def _ended_session_is_a_disconnect(context: Any) -> None:
+    """SQLAlchemy's ``handle_error``: invalidate the connection of an ended session."""
+    if session_ended(context.original_exception):
+        context.is_disconnect = True
+
+
+def install_pipeline_hooks(engine: Any = Engine) -> None:
+    """Let a commit end a ``pipeline``, make SQLAlchemy's statements in one wait for their
+    answers, and count an ended session as a lost connection (idempotent)."""
+    for name, hook in (("commit", _commit_ends_pipeline),
+                       ("after_cursor_execute", _wait_for_sqlalchemys_own),
+                       ("handle_error", _ended_session_is_a_disconnect)):
+        if not event.contains(engine, name, hook):
+            event.listen(engine, name, hook)
 
 
 def _bind(plan: _Plan, params: Mapping[str, Any],

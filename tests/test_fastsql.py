@@ -282,3 +282,37 @@ def test_a_pipeline_on_sqlite_runs_the_block_as_it_is(app):
         returned = INSERT_CLAIM.returned(connection, claim_values("C00000026"))
         db.session.commit()
     assert returned.value == db.session.scalar(select(CLAIMS.c.id))
+
+
+@requires_postgres
+def test_sqlalchemys_own_statements_in_a_pipeline_wait_for_their_answers(app):
+    from common.fastsql import pipeline
+
+    connection = db.session.connection()
+    with pipeline(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000027"))
+        # Core reads the pipelined row; the ORM flush reads the id its INSERT returns.
+        claim_id = db.session.scalar(select(CLAIMS.c.id).where(
+            CLAIMS.c.claim_number == "C00000027"))
+        step = TimelineEntry(claim_id=claim_id, kind="filed", params={},
+                             occurred_at=datetime.now(UTC))
+        db.session.add(step)
+        db.session.flush()
+        assert step.id is not None
+        db.session.commit()
+    assert db.session.scalar(select(TIMELINE.c.claim_id)) == claim_id
+
+
+@pytest.mark.parametrize(("sqlstate", "ended"), [
+    ("57P01", True),   # admin_shutdown: pg_terminate_backend
+    ("57P02", True),   # crash_shutdown
+    ("08006", True),   # connection_failure
+    ("23505", False),  # unique_violation
+    ("40001", False),  # serialization_failure: retry, the connection is fine
+    (None, False),
+])
+def test_an_ended_session_counts_as_a_lost_connection(sqlstate, ended):
+    from common.fastsql import session_ended
+
+    error = type("DriverError", (Exception,), {"sqlstate": sqlstate})()
+    assert session_ended(error) is ended
