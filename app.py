@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from common import sqlite_engine
+from common import pool_ping, sqlite_engine
 from common.config import load_config
 from common.extensions import api, csrf, db, limiter, login_manager, migrate
 
@@ -21,8 +21,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # SQLite (the embedded default): WAL pragmas and writers queued on a file lock.
     sqlite_engine.install_pragmas()
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = sqlite_engine.engine_options(
-        app.config["SQLALCHEMY_DATABASE_URI"], app.config.get("SQLALCHEMY_ENGINE_OPTIONS"))
+        app.config["SQLALCHEMY_DATABASE_URI"],
+        pool_ping.engine_options(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {},
+                                 app.config["DB_PING_AFTER_IDLE_SECONDS"]))
     register_extensions(app)
+    with app.app_context():  # Flask-SQLAlchemy made the engine in init_app
+        pool_ping.install(db.engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)

@@ -101,7 +101,11 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         "SECRET_KEY": os.environ.get("SECRET_KEY")
         or (None if production else _development_secret(instance_path)),
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
+        # A pooled connection is pinged before use when it rested this long (0: at every
+        # checkout, SQLAlchemy's pre-ping); see common/pool_ping.py.
+        "DB_PING_AFTER_IDLE_SECONDS": _env_number(
+            "DB_PING_AFTER_IDLE_SECONDS", 1.0, float, "a number of seconds"),
         "REDIS_URL": redis_url,
         "RQ_DEFAULT_QUEUE": os.environ.get("RQ_DEFAULT_QUEUE", "aftercare"),
         "OUTBOX_REDISPATCH_AFTER_SECONDS": _env_int("OUTBOX_REDISPATCH_AFTER_SECONDS", 600),
