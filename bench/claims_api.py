@@ -1,12 +1,17 @@
 """Claims filed per second through the real API beside a bare one-row-insert endpoint.
 
-``python -m bench.claims_api [--seconds 10] [--database sqlite|postgresql] [--concurrency 8]``
+``python -m bench.claims_api [--seconds 10] [--rounds 1] [--database sqlite|postgresql]
+[--concurrency 8]``
 
-Both servers run the same way: gunicorn, 2 sync workers, bound to 127.0.0.1 on a free port,
-started here as subprocesses and stopped at the end whatever happens. Load comes from a thread
-pool in this process (one ``http.client`` connection per thread, re-opened whenever the server
-closes it: gunicorn's sync workers close after every response) for ``--warmup`` seconds, not
-counted, then ``--seconds`` measured. The target is claim filing at >= 50% of the bare insert.
+Both servers run the same way, side by side: gunicorn, 2 sync workers, bound to 127.0.0.1 on a
+free port, started here as subprocesses and stopped at the end whatever happens. Load comes
+from a thread pool in this process (one ``http.client`` connection per thread, re-opened
+whenever the server closes it: gunicorn's sync workers close after every response) against one
+server at a time, for ``--warmup`` seconds, not counted, then ``--seconds`` measured. The
+target is claim filing at >= 50% of the bare insert. ``--rounds N`` alternates the two loads N
+times (``--seconds`` split between the rounds, each window after its own warm-up) and prints
+every round's ratio: on a machine whose speed drifts from minute to minute, one long window
+each compares two different machines.
 
 Claim filing (``POST /api/v1/claims``): the database is migrated and loaded through the real
 ``flask --app app demo`` import; every request files a claim for a different registered serial
@@ -45,6 +50,7 @@ import os
 import pstats
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,6 +181,19 @@ class RunResult:
         ordered = sorted(self.latencies)
         index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
         return ordered[index] * 1000
+
+
+def merged(runs: list[RunResult]) -> RunResult:
+    """Several measured windows of one server as one result."""
+    total = RunResult(runs[0].name, sum(run.seconds for run in runs))
+    for run in runs:
+        total.latencies.extend(run.latencies)
+        total.requests += run.requests
+        total.errors += run.errors
+        total.statuses.update(run.statuses)
+        total.exceptions.update(run.exceptions)
+        total.exhausted |= run.exhausted
+    return total
 
 
 def run_load(
@@ -624,7 +643,12 @@ def profile_claims(app: Flask, bodies: list[bytes], top: int, dump: str | None) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per server")
-    parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds first")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="uncounted seconds before each measured window")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="alternate the two loads this many times (--seconds split between the rounds)",
+    )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
     parser.add_argument(
@@ -668,8 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         label = "SQLite (WAL)" if setup.kind == "sqlite" else "PostgreSQL"
         print(
             f"claims API vs bare insert: {label}, gunicorn -w {args.workers} -k sync, "
-            f"{args.concurrency} client threads, {args.seconds:g} s each after "
-            f"{args.warmup:g} s warm-up",
+            f"{args.concurrency} client threads, {args.seconds:g} s each in {args.rounds} "
+            f"round(s), each window after {args.warmup:g} s warm-up",
             flush=True,
         )
         flush_redis(args.redis_url)
@@ -693,41 +717,41 @@ def main(argv: list[str] | None = None) -> int:
 
             init_db(setup.bare_url)
 
-            claims_feed = Feed(bodies)
+            claims_feed, bare_feed = Feed(bodies), Feed(make=bare_body)
+            bare_env = dict(env, DATABASE_URL=setup.bare_url)
+            claims_runs: list[RunResult] = []
+            bare_runs: list[RunResult] = []
+            # Both servers (and the relay) are up throughout; the load alternates between them,
+            # so a machine whose speed drifts by the minute weighs on both alike.
             with relay(env, setup.workdir / "relay.log") as relay_proc, gunicorn(
                 "app:create_app()", env, setup.workdir / "claims-gunicorn.log", args.workers
-            ) as port:
-                claims = run_load(
-                    "claim filing",
-                    port,
-                    CLAIMS_PATH,
-                    claims_feed,
-                    concurrency=args.concurrency,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                )
-                drained = wait_until_relayed(app, relay_proc)
-            bare_env = dict(env, DATABASE_URL=setup.bare_url)
-            with gunicorn(
+            ) as claims_port, gunicorn(
                 "bench.bare_insert_app:create_app()",
                 bare_env,
                 setup.workdir / "bare-gunicorn.log",
                 args.workers,
-            ) as port:
-                bare = run_load(
-                    "bare insert",
-                    port,
-                    BARE_PATH,
-                    Feed(make=bare_body),
-                    concurrency=args.concurrency,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                )
+            ) as bare_port:
+                for _round in range(args.rounds):
+                    for runs, name, port, path, feed in (
+                        (claims_runs, "claim filing", claims_port, CLAIMS_PATH, claims_feed),
+                        (bare_runs, "bare insert", bare_port, BARE_PATH, bare_feed),
+                    ):
+                        runs.append(run_load(
+                            name, port, path, feed, concurrency=args.concurrency,
+                            warmup=args.warmup, seconds=args.seconds / args.rounds,
+                        ))
+                drained = wait_until_relayed(app, relay_proc)
+            claims, bare = merged(claims_runs), merged(bare_runs)
             print()
             print_table([claims, bare])
             print(f"relay: every outbox row sent to rq {drained:.1f} s after the load stopped")
             ratio = claims.rate / bare.rate if bare.rate else 0.0
             met = "MET" if ratio >= TARGET_RATIO else "NOT MET"
+            if args.rounds > 1:
+                each = [c.rate / b.rate if b.rate else 0.0
+                        for c, b in zip(claims_runs, bare_runs, strict=True)]
+                print("ratio per round: " + ", ".join(f"{r:.2f}" for r in each)
+                      + f" (median {statistics.median(each):.2f})")
             print(f"ratio claims/bare: {ratio:.2f} (target >= {TARGET_RATIO:.2f}: {met})\n")
             ok = verify(
                 app,
