@@ -26,7 +26,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                  app.config["DB_PING_AFTER_IDLE_SECONDS"]))
     register_extensions(app)
     with app.app_context():  # Flask-SQLAlchemy made the engine in init_app
-        pool_ping.install(db.engine, app.config["DB_PING_AFTER_IDLE_SECONDS"])
+        pool_ping.install(db.engine, app.config["DB_PING_AFTER_IDLE_SECONDS"],
+                          pre_ping=app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"])
     register_blueprints(app)
     register_errorhandlers(app)
     register_commands(app)

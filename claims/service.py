@@ -244,7 +244,7 @@ def _record_claim(
     claim = _NewClaim(claim_id, values["claim_number"], serial, values["sku"], email,
                       data.language, values["remedy"], values["reasons"])
     for photo in photos:
-        written.append(_store_photo(claim, photo, settings))
+        _store_photo(claim, photo, settings, written)
     record_event(
         entity_type="claim", entity_id=claim.claim_number, action="claim.filed", actor=actor,
         data={"serial_number": serial, "sku": claim.sku, "fault_category": data.fault_category,
@@ -361,17 +361,21 @@ def _clean_photos(photos: Sequence[bytes]) -> list:
     return cleaned
 
 
-def _store_photo(claim: _NewClaim, photo: Any, settings: ClaimSettings) -> str:
+def _store_photo(claim: _NewClaim, photo: Any, settings: ClaimSettings,
+                 written: list[str]) -> None:
+    """Write the photo outside the web root and its row; ``written`` lists the file at once,
+    so a filing that fails later removes it."""
     stored_name = f"{uuid.uuid4().hex}.{photo.extension}"
     directory = os.path.join(settings.upload_dir, "claims", claim.claim_number)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, stored_name)
+    written.append(path)
     with open(path, "wb") as handle:
         handle.write(photo.data)
-    db.session.add(ClaimPhoto(claim_id=claim.id, stored_name=stored_name,
-                              content_type=photo.content_type, size_bytes=len(photo.data),
-                              width=photo.width, height=photo.height, sha256=photo.sha256))
-    return path
+    _INSERT_PHOTO.execute(connection_of(), {
+        "claim_number": claim.claim_number, "stored_name": stored_name,
+        "content_type": photo.content_type, "size_bytes": len(photo.data),
+        "width": photo.width, "height": photo.height, "sha256": photo.sha256})
 
 
 def _remove_quietly(path: str) -> None:
@@ -406,6 +410,7 @@ _INSERT_CLAIM = insert_into(Claim.__table__, returning=("id",))
 # Rows filing adds beside the claim name it by number (``_NewClaim.id``).
 _BY_CLAIM_NUMBER = {"claim_id": Claim.__table__.c.claim_number}
 _INSERT_IDEMPOTENCY = insert_into(IdempotencyRecord.__table__, references=_BY_CLAIM_NUMBER)
+_INSERT_PHOTO = insert_into(ClaimPhoto.__table__, references=_BY_CLAIM_NUMBER)
 
 
 def _purchase_facts(purchase: Any) -> rules.PurchaseFacts | None:

@@ -39,6 +39,7 @@ from sqlalchemy import (
     DateTime,
     Select,
     Table,
+    UniqueConstraint,
     bindparam,
     event,
     text,
@@ -172,9 +173,13 @@ def _translated(connection: Connection, sql: str, args: Any, *,
     try:
         yield
     except error_class as exc:
-        dbapi_connection = connection.connection.driver_connection
-        lost = dialect.is_disconnect(exc, dbapi_connection, None) or session_ended(exc)
-        if lost:
+        try:
+            dbapi_connection = connection.connection.driver_connection
+        except sa_exc.ResourceClosedError:  # read after the commit gave the connection back
+            dbapi_connection = None
+        lost = session_ended(exc) or (
+            dbapi_connection is not None and dialect.is_disconnect(exc, dbapi_connection, None))
+        if lost and dbapi_connection is not None:
             connection.invalidate(exc)
         raise sa_exc.DBAPIError.instance(
             sql, args, exc, error_class, connection_invalidated=lost, dialect=dialect,
@@ -239,8 +244,12 @@ def pipeline(connection: Connection) -> Iterator[None]:
         yield
         return
     info = connection.info  # the DBAPI connection's; the Connection may be closed at the end
+    if _PIPELINE_KEY in info:  # inside another block on this connection: join it
+        yield
+        return
     block = dbapi_connection.pipeline()
-    info[_PIPELINE_KEY] = _Open(block, block.__enter__())
+    with _translated(connection, "-- pipeline start", None):
+        info[_PIPELINE_KEY] = _Open(block, block.__enter__())
     try:
         yield
     except BaseException as exc:
@@ -405,6 +414,13 @@ def insert_into(table: Table, columns: Sequence[str] | None = None, *,
     references = dict(references or {})
     if columns is None:
         columns = [c.name for c in table.c if not (c.primary_key and c.autoincrement)]
+    for name, key in references.items():
+        # A written column, filled from one parent row, by a parameter of its own name.
+        if name not in columns or key.name in columns or not (key.unique or any(
+                set(c.columns) == {key} for c in key.table.constraints
+                if isinstance(c, UniqueConstraint))):
+            raise ValueError(f"{table.name}.{name} by {key}: the column must be written, and "
+                             f"{key} be a unique key with no namesake in {table.name}")
     values, types = [], {}
     for name in columns:
         key = references.get(name)

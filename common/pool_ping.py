@@ -25,13 +25,15 @@ _CHECKED_IN_AT = "aftercare.pool.checked_in_at"
 
 
 def engine_options(options: dict[str, Any], idle_seconds: float) -> dict[str, Any]:
-    """The engine options: SQLAlchemy's own ping only when every checkout is to be pinged."""
-    return {**options, "pool_pre_ping": idle_seconds <= 0}
+    """The engine options: SQLAlchemy's own ping only when every checkout is to be pinged
+    (or when the options ask for it themselves)."""
+    return {"pool_pre_ping": idle_seconds <= 0, **options}
 
 
-def install(engine: Engine, idle_seconds: float) -> None:
-    """Ping ``engine``'s connections that rested longer than ``idle_seconds`` (if > 0)."""
-    if idle_seconds <= 0 or engine.dialect.name == "sqlite":
+def install(engine: Engine, idle_seconds: float, *, pre_ping: bool = False) -> None:
+    """Ping ``engine``'s connections that rested longer than ``idle_seconds`` (if > 0), unless
+    SQLAlchemy already pings every checkout (``pre_ping``)."""
+    if pre_ping or idle_seconds <= 0 or engine.dialect.name == "sqlite":
         return  # SQLAlchemy pings every checkout; a SQLite file has no server to lose
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", functools.partial(_ping_if_rested, engine, idle_seconds))

@@ -69,6 +69,9 @@ def base_config(database_url: str, tmp_path: Path) -> dict:
         "RATELIMIT_STORAGE_URI": "memory://",
         "REDIS_URL": None,
         "SERVER_NAME": "localhost",
+        # The test's own folders, not the checkout's instance/ (which `make run` uses).
+        "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "MAIL_FILE_DIR": str(tmp_path / "mail"),
     }
 
 

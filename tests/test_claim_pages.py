@@ -199,3 +199,30 @@ def test_working_days_skip_weekends():
     friday = date(2026, 11, 27)
     assert add_days(friday, 2, working_days=True) == date(2026, 12, 1)
     assert add_days(friday, 2, working_days=False) == date(2026, 11, 29)
+
+
+def test_a_filing_that_fails_after_its_photos_were_written_leaves_no_file(app, catalog,
+                                                                          monkeypatch):
+    """The photo files are listed for removal before they are written (on PostgreSQL a
+    pipelined INSERT's error surfaces later than the file is written)."""
+    from pathlib import Path
+
+    from sqlalchemy.exc import IntegrityError
+
+    import claims.service
+    from claims.settings import claim_settings
+    from common.actors import Actor
+
+    def collides(**kwargs):  # noqa: ANN003, ANN202
+        raise IntegrityError("INSERT INTO rmas", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(claims.service, "issue_rma", collides)
+    data = claims.service.ClaimInput(
+        serial_number="SN1", email="ann@example.com", fault_category="display",
+        description="Black screen.", photos=[photo_bytes(), photo_bytes("PNG")])
+    with pytest.raises(RuntimeError, match="3 attempts"):
+        claims.service.file_claim(data, actor=Actor.system("tests"),
+                                  settings=claim_settings(app.config))
+    uploads = Path(app.config["UPLOAD_DIR"])
+    assert not [p for p in uploads.rglob("*") if p.is_file()]
+    assert db.session.scalar(select(func.count()).select_from(ClaimPhoto)) == 0

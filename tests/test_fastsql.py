@@ -316,3 +316,34 @@ def test_an_ended_session_counts_as_a_lost_connection(sqlstate, ended):
 
     error = type("DriverError", (Exception,), {"sqlstate": sqlstate})()
     assert session_ended(error) is ended
+
+
+def test_a_reference_must_be_a_unique_key_with_a_parameter_name_of_its_own():
+    from inventory.models import Scan
+    from rma.models import Rma
+
+    with pytest.raises(ValueError, match="unique key"):  # many claims per serial
+        insert_into(TIMELINE, references={"claim_id": CLAIMS.c.serial_number})
+    with pytest.raises(ValueError, match="unique key"):  # scans has its own rma_number
+        insert_into(Scan.__table__, references={"outcome": Rma.__table__.c.rma_number})
+    with pytest.raises(ValueError, match="must be written"):  # not among the columns
+        insert_into(TIMELINE, ("kind",), references={"claim_id": CLAIMS.c.claim_number})
+
+
+@requires_postgres
+def test_a_pipeline_inside_another_joins_it(app, tmp_path):
+    from common.fastsql import pipeline
+
+    connection = db.session.connection()
+    dbapi_connection = _dbapi(connection)
+    trips = RoundTrips(dbapi_connection, tmp_path / "trace")
+    with pipeline(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000028"))
+        with pipeline(connection):
+            INSERT_STEP.execute(connection, {"claim_number": "C00000028", "kind": "filed",
+                                             "params": {}, "occurred_at": datetime.now(UTC)})
+        assert dbapi_connection.pgconn.pipeline_status != 0, "the outer block goes on"
+        db.session.commit()
+    assert dbapi_connection.pgconn.pipeline_status == 0
+    assert trips.stop() == 2
+    assert db.session.scalar(select(func.count()).select_from(TIMELINE)) == 1

@@ -47,9 +47,11 @@ def count_pings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counted
 
 
-@pytest.mark.parametrize(("idle", "pre_ping"), [(1.0, False), (0, True), (-1, True)])
-def test_sqlalchemys_ping_at_every_checkout_only_when_asked_for(make_app, idle, pre_ping):
-    app = make_app(DB_PING_AFTER_IDLE_SECONDS=idle)
+@pytest.mark.parametrize(("idle", "options", "pre_ping"), [
+    (1.0, {}, False), (0, {}, True), (-1, {}, True), (1.0, {"pool_pre_ping": True}, True)])
+def test_sqlalchemys_ping_at_every_checkout_only_when_asked_for(make_app, idle, options,
+                                                                 pre_ping):
+    app = make_app(DB_PING_AFTER_IDLE_SECONDS=idle, SQLALCHEMY_ENGINE_OPTIONS=options)
     with app.app_context():
         expected = pre_ping and db.engine.dialect.name != "sqlite"  # SQLite: never
         assert db.engine.pool._pre_ping is expected
