@@ -272,11 +272,10 @@ def test_a_pipeline_block_without_a_commit_leaves_the_transaction_to_the_caller(
     assert db.session.scalar(select(func.count()).select_from(CLAIMS)) == 0
 
 
-def test_a_pipeline_on_sqlite_runs_the_block_as_it_is(app):
+def test_a_returned_value_is_read_after_the_pipelines_commit(app):
+    """On PostgreSQL from the pipeline's answers; SQLite runs the block as it is."""
     from common.fastsql import pipeline
 
-    if db.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's behaviour")
     connection = db.session.connection()
     with pipeline(connection):
         returned = INSERT_CLAIM.returned(connection, claim_values("C00000026"))
