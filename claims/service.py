@@ -106,7 +106,6 @@ class FiledClaim:
 class _NewClaim:
     """The columns of a claim being filed that the rest of filing reads (no ORM object)."""
 
-    returned_id: Returned = field(repr=False)
     claim_number: str
     serial_number: str
     sku: str | None
@@ -114,12 +113,6 @@ class _NewClaim:
     language: str
     remedy: str | None
     reasons: list[dict[str, Any]]
-
-    @property
-    def id(self) -> int:
-        """Reading it waits for the claim's INSERT: the rows filing writes name the claim by
-        number instead, so that they go to the database together (``fastsql.pipeline``)."""
-        return self.returned_id.value
 
 
 def new_claim_number() -> str:
@@ -240,9 +233,11 @@ def _record_claim(
         "decided_by": "rules",
     }
     approved = decision.status == rules.APPROVED
+    # Only the answer reads the id back, after the commit: the rows filing adds name the claim
+    # by number, so that they go to the database together (``fastsql.pipeline``).
     claim_id = _INSERT_CLAIM.returned(connection_of(), values)
-    claim = _NewClaim(claim_id, values["claim_number"], serial, values["sku"], email,
-                      data.language, values["remedy"], values["reasons"])
+    claim = _NewClaim(values["claim_number"], serial, values["sku"], email, data.language,
+                      values["remedy"], values["reasons"])
     for photo in photos:
         _store_photo(claim, photo, settings, written)
     record_event(
@@ -407,7 +402,7 @@ _FILING_FACTS = FastQuery(
     parameters=("serial",),
 )
 _INSERT_CLAIM = insert_into(Claim.__table__, returning=("id",))
-# Rows filing adds beside the claim name it by number (``_NewClaim.id``).
+# Rows filing adds beside the claim name it by number (see ``_record_claim``).
 _BY_CLAIM_NUMBER = {"claim_id": Claim.__table__.c.claim_number}
 _INSERT_IDEMPOTENCY = insert_into(IdempotencyRecord.__table__, references=_BY_CLAIM_NUMBER)
 _INSERT_PHOTO = insert_into(ClaimPhoto.__table__, references=_BY_CLAIM_NUMBER)
