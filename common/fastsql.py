@@ -217,12 +217,11 @@ class Returned:
         return self.row[0]
 
 
+_PIPELINE_KEY = "aftercare.fastsql.pipeline"  # in the DBAPI connection's info: the open one
+
+
 def _in_pipeline(connection: Connection) -> bool:
-    pgconn = getattr(connection.connection.driver_connection, "pgconn", None)
-    return pgconn is not None and pgconn.pipeline_status != 0  # psycopg.pq.PipelineStatus.OFF
-
-
-_PIPELINE_KEY = "aftercare.fastsql.pipeline"
+    return _PIPELINE_KEY in connection.info
 
 
 @contextmanager
