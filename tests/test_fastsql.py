@@ -198,13 +198,18 @@ def _dbapi(connection):  # noqa: ANN001, ANN202
     return connection.connection.driver_connection
 
 
+def traced(tmp_path):  # noqa: ANN001, ANN202
+    """The session's connection, its driver connection, and its round trips being counted."""
+    connection = db.session.connection()
+    dbapi_connection = _dbapi(connection)
+    return connection, dbapi_connection, RoundTrips(dbapi_connection, tmp_path / "trace")
+
+
 @requires_postgres
 def test_a_pipeline_sends_the_writes_with_the_commit_in_one_round_trip(app, tmp_path):
     from common.fastsql import pipeline
 
-    connection = db.session.connection()
-    dbapi_connection = _dbapi(connection)
-    trips = RoundTrips(dbapi_connection, tmp_path / "trace")
+    connection, dbapi_connection, trips = traced(tmp_path)
     with pipeline(connection):
         claim_id = INSERT_CLAIM.returned(connection, claim_values("C00000021"))
         for kind in ("filed", "approved", "rma_issued"):
@@ -220,8 +225,7 @@ def test_a_pipeline_sends_the_writes_with_the_commit_in_one_round_trip(app, tmp_
 
 @requires_postgres
 def test_without_a_pipeline_every_statement_waits(app, tmp_path):
-    connection = db.session.connection()
-    trips = RoundTrips(_dbapi(connection), tmp_path / "trace")
+    connection, _dbapi_connection, trips = traced(tmp_path)
     INSERT_CLAIM.returned(connection, claim_values("C00000022"))
     INSERT_STEP.execute(connection, {"claim_number": "C00000022", "kind": "filed",
                                      "params": {}, "occurred_at": datetime.now(UTC)})
@@ -333,9 +337,7 @@ def test_a_reference_must_be_a_unique_key_with_a_parameter_name_of_its_own():
 def test_a_pipeline_inside_another_joins_it(app, tmp_path):
     from common.fastsql import pipeline
 
-    connection = db.session.connection()
-    dbapi_connection = _dbapi(connection)
-    trips = RoundTrips(dbapi_connection, tmp_path / "trace")
+    connection, dbapi_connection, trips = traced(tmp_path)
     with pipeline(connection):
         INSERT_CLAIM.execute(connection, claim_values("C00000028"))
         with pipeline(connection):
