@@ -55,7 +55,7 @@ def register_extensions(app: Flask) -> None:
     app.jinja_env.globals["get_locale"] = get_locale
     install_audit_hooks()
     jobs.install_session_hooks()
-    fastsql.install_pipeline_hooks()
+    fastsql.install_hooks()
     register_request_hooks(app)
     _import_jobs()
 

@@ -75,32 +75,32 @@ def _link_and_append(count: int) -> FastStatement:
 
     It locks the head row, links each event to the one before (the first to the head) with
     SHA-256 over its ``hash_template`` computed in the database, writes the events and moves
-    the head. Nothing comes back to Python before the commit, so in a ``fastsql.pipeline`` the
-    seal and the COMMIT share the transaction's last round trip, and the head's lock is held
-    only while that COMMIT is flushed. ``verify_chain`` recomputes the same hashes in Python.
+    the head. Nothing comes back to Python, so in a ``fastsql.write_batch`` the seal is part
+    of the transaction's one write statement and the head's lock is held only while that
+    statement and its commit run. ``verify_chain`` recomputes the same hashes in Python.
     """
-    links, rows = [], []
+    ctes = [("audit_head", f"SELECT last_seq, last_hash FROM {_HEAD.name} WHERE id = {HEAD_ID} "
+                           "FOR UPDATE")]
+    rows = []
     for n in range(count):
-        source = ("SELECT last_seq + 1 AS seq, last_hash AS prev_hash FROM head" if n == 0
-                  else f"SELECT seq + 1 AS seq, hash AS prev_hash FROM link_{n - 1}")
-        links.append(
-            f"link_{n} AS (SELECT s.seq, s.prev_hash, encode(sha256(convert_to("
+        source = ("SELECT last_seq + 1 AS seq, last_hash AS prev_hash FROM audit_head" if n == 0
+                  else f"SELECT seq + 1 AS seq, hash AS prev_hash FROM audit_link_{n - 1}")
+        ctes.append((f"audit_link_{n}", (
+            f"SELECT s.seq, s.prev_hash, encode(sha256(convert_to("
             f"CAST(:before_{n} AS text) || s.prev_hash || CAST(:between_{n} AS text) || "
-            f"CAST(s.seq AS text) || '}}', 'UTF8')), 'hex') AS hash FROM ({source}) AS s)")
+            f"CAST(s.seq AS text) || '}}', 'UTF8')), 'hex') AS hash FROM ({source}) AS s")))
         rows.append("(" + ", ".join(
-            f"(SELECT {name} FROM link_{n})" if name in _LINKED else f":{name}_{n}"
+            f"(SELECT {name} FROM audit_link_{n})" if name in _LINKED else f":{name}_{n}"
             for name in _EVENT_COLUMNS) + ")")
+    ctes.append(("audit_appended", f"INSERT INTO {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) "
+                                   f"VALUES {', '.join(rows)}"))
     types = {f"{name}_{n}": _EVENTS.c[name].type
              for n in range(count) for name in _EVENT_COLUMNS if name not in _LINKED}
     types.update({f"{part}_{n}": Text() for n in range(count) for part in ("before", "between")})
     return FastStatement(
-        f"WITH head AS (SELECT last_seq, last_hash FROM {_HEAD.name} WHERE id = {HEAD_ID} "
-        f"FOR UPDATE), {', '.join(links)}, "
-        f"appended AS (INSERT INTO {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES {', '.join(rows)}) "
         f"UPDATE {_HEAD.name} SET last_seq = last.seq, last_hash = last.hash "
-        f"FROM link_{count - 1} AS last WHERE {_HEAD.name}.id = {HEAD_ID}",
-        types,
+        f"FROM audit_link_{count - 1} AS last WHERE {_HEAD.name}.id = {HEAD_ID}",
+        types, ctes=ctes,
     )
 
 

@@ -28,7 +28,7 @@ from claims.photos import MAX_PHOTOS, PhotoRejected, clean_photo
 from common.actors import Actor, current_request_id
 from common.errors import ValidationFailed
 from common.extensions import db
-from common.fastsql import FastQuery, Returned, connection_of, insert_into, pipeline
+from common.fastsql import FastQuery, Returned, connection_of, insert_into, write_batch
 from common.jobs import complete_with_transaction, enqueue_job
 from common.models import utcnow
 from common.tokens import secret_hash
@@ -76,7 +76,7 @@ class IdempotencyRequest:
 class FiledClaim:
     """What filing did. A claim created just now is only loaded when ``claim`` is read."""
 
-    # The claim's id, or the RETURNING of its INSERT, read once the filing's pipeline is done.
+    # The claim's id, or the RETURNING of its INSERT, there once the filing's writes ran.
     id_or_returned: int | Returned
     created: bool
     tracking_token: str | None = None
@@ -147,10 +147,9 @@ def file_claim(
     for _attempt in range(3):
         written: list[str] = []
         try:
-            # On PostgreSQL the filing's statements go in two round trips after BEGIN instead
-            # of one each: the purchase facts, then every write, the audit seal and the COMMIT
-            # together (nothing is read back in between).
-            with pipeline(connection_of()):
+            # On PostgreSQL a filing is two statements: the purchase facts, then every write
+            # and the audit seal as one statement that commits itself (``write_batch``).
+            with write_batch(connection_of()):
                 filed = _record_claim(data, serial, email, filed_on, photos, written,
                                       actor=actor, settings=settings, source=source,
                                       idempotency=idempotency)
@@ -234,7 +233,7 @@ def _record_claim(
     }
     approved = decision.status == rules.APPROVED
     # Only the answer reads the id back, after the commit: the rows filing adds name the claim
-    # by number, so that they go to the database together (``fastsql.pipeline``).
+    # by number, so that they go to the database together (``fastsql.write_batch``).
     claim_id = _INSERT_CLAIM.returned(connection_of(), values)
     claim = _NewClaim(values["claim_number"], serial, values["sku"], email, data.language,
                       values["remedy"], values["reasons"])

@@ -13,17 +13,19 @@ connection is invalidated so the pool replaces it. Plain appends and small updat
 here, and a hot read (``FastQuery``): a Core SELECT compiled once, whose rows get the columns'
 result processing (SQLite's dates from text, JSON decoded); other reads stay on Core.
 
-On PostgreSQL each statement used to be a round trip of its own, and a claim's dozen of them
-kept the web workers waiting about half of the time. ``pipeline`` sends a block's statements
-without waiting; child rows name their parents by natural key (``insert_into(references=)``)
-and RETURNING values are read only when needed (``Returned``), so nothing forces a wait
-until the commit, whose COMMIT then travels with the block's last statements.
+On PostgreSQL each statement cost a round trip, and a claim's dozen of them kept the web
+workers waiting; pipelining them still cost the client a send and the server a message each.
+``write_batch`` defers a transaction's writes and sends them at the commit as one statement
+of data-modifying CTEs. Child rows name their parents by natural key
+(``insert_into(references=)``) and RETURNING values are read only when needed (``Returned``),
+so nothing forces the writes out before the commit.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from psycopg import RawCursor
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -99,11 +102,20 @@ class _Plan:
 
 
 class FastStatement:
-    """A SQL statement with typed ``:name`` parameters, run on the connection's DBAPI cursor."""
+    """A SQL statement with typed ``:name`` parameters, run on the connection's DBAPI cursor.
+
+    ``ctes`` are the ``(name, sql)`` parts of its WITH clause, kept apart so that a
+    ``write_batch`` can put them beside other statements'; ``returning`` names the columns its
+    RETURNING gives back, which ``returned`` can then defer in a batch.
+    """
 
     def __init__(self, sql: str, types: Mapping[str, TypeEngine],
-                 defaults: Mapping[str, Callable[[], Any]] | None = None) -> None:
-        self._clause = text(sql).bindparams(
+                 defaults: Mapping[str, Callable[[], Any]] | None = None, *,
+                 ctes: Sequence[tuple[str, str]] = (), returning: Sequence[str] = ()) -> None:
+        self.sql, self.ctes, self.returning = sql, tuple(ctes), tuple(returning)
+        self.types = dict(types)
+        whole = f"WITH {_with_list(self.ctes)} {sql}" if self.ctes else sql
+        self._clause = text(whole).bindparams(
             *(bindparam(name, type_=type_) for name, type_ in types.items()))
         self._names = tuple(types)
         self._defaults = dict(defaults or {})
@@ -126,22 +138,36 @@ class FastStatement:
         return _bind(plan, params, self._defaults)
 
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> Any:
-        """Run once; returns the DBAPI cursor (``fetchone()`` for RETURNING)."""
+        """Run once; returns the DBAPI cursor, or None when a ``write_batch`` took it."""
         plan = self._plan(connection.dialect)
-        return self._run(connection, plan, self._bind(plan, params), many=False)
+        args = self._bind(plan, params)
+        batch = _batch_of(connection)
+        if batch is not None:
+            batch.add(self, [args])
+            return None
+        return self._run(connection, plan, args, many=False)
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         plan = self._plan(connection.dialect)
-        self._run(connection, plan, [self._bind(plan, row) for row in rows], many=True).close()
+        bound = [self._bind(plan, row) for row in rows]
+        batch = _batch_of(connection)
+        if batch is not None and self.composes_rows and bound:
+            batch.add(self, bound)
+            return
+        self._run(connection, plan, bound, many=True).close()
+
+    # An INSERT ... VALUES writes many rows as one statement in a batch (``_Insert``).
+    composes_rows = False
 
     def scalar(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the one row a RETURNING statement gives back."""
         return self.returned(connection, params).value
 
     @staticmethod
-    def _run(connection: Connection, plan: _Plan, args: Any, *, many: bool) -> Any:
-        dbapi_connection = connection.connection.driver_connection
-        cursor = dbapi_connection.cursor()
+    def _run(connection: Connection, plan: _Plan, args: Any, *, many: bool,
+             cursor: Any = None) -> Any:
+        if cursor is None:
+            cursor = connection.connection.driver_connection.cursor()
         for listener in connection.dispatch.before_cursor_execute:
             listener(connection, cursor, plan.sql, args, None, many)
         with _translated(connection, plan.sql, args, many=many):
@@ -151,17 +177,44 @@ class FastStatement:
                 cursor.execute(plan.sql, args)
         return cursor
 
+    def _numbered_plan(self, dialect: Dialect) -> _Plan:
+        """PostgreSQL: the plan with ``$n`` placeholders, for psycopg's ``RawCursor``.
+
+        psycopg rewrites ``%(name)s`` to ``$n`` on every run of a statement longer than 4 kB
+        (or with more than 50 parameters), as a batch's usually is; this does it once.
+        """
+        numbered = self._plans.get("numbered")
+        if numbered is None:
+            plan, order = self._plan(dialect), {}
+
+            def number(match: re.Match) -> str:
+                if match.group(1) is None:
+                    return "%"
+                return f"${order.setdefault(match.group(1), len(order) + 1)}"
+
+            numbered = self._plans["numbered"] = _Plan(
+                _PYFORMAT.sub(number, plan.sql), tuple(order), plan.binders)
+        return numbered
+
     def returned(self, connection: Connection, params: Mapping[str, Any]) -> Returned:
-        """Run once; the RETURNING value is read only when asked for (see ``pipeline``)."""
+        """Run once; in a ``write_batch`` the RETURNING row is there when the batch has run."""
         plan = self._plan(connection.dialect)
         args = self._bind(plan, params)
-        returned = Returned(connection, self._run(connection, plan, args, many=False), plan.sql,
-                            args)
-        if not _in_pipeline(connection):
-            # The answer is already here: read it now and close the cursor (SQLite would keep
-            # an unread RETURNING statement in progress, which can block the COMMIT).
-            returned.row  # noqa: B018
-        return returned
+        batch = _batch_of(connection)
+        if batch is not None and self.returning:
+            returned = Returned(batch=batch)
+            batch.add(self, [args], returned)
+            return returned
+        cursor = self._run(connection, plan, args, many=False)
+        try:
+            with _translated(connection, plan.sql, args):
+                return Returned(cursor.fetchone())
+        finally:
+            cursor.close()
+
+
+def _with_list(ctes: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(f"{name} AS ({sql})" for name, sql in ctes)
 
 
 @contextmanager
@@ -188,27 +241,21 @@ def _translated(connection: Connection, sql: str, args: Any, *,
 
 
 class Returned:
-    """A statement's RETURNING row, fetched on first use.
+    """A statement's RETURNING row; in a ``write_batch``, there once the batch has run.
 
-    Inside a ``pipeline`` the statement is only sent, not waited for; reading the value waits
-    for it (and everything queued before it), so a caller that does not need the value right
-    away costs no round trip.
+    Reading it earlier runs the batch's statements so far (inside the transaction).
     """
 
-    __slots__ = ("_args", "_connection", "_cursor", "_row", "_sql")
+    __slots__ = ("_batch", "_row")
 
-    def __init__(self, connection: Connection, cursor: Any, sql: str, args: Any) -> None:
-        self._connection, self._cursor, self._sql, self._args = connection, cursor, sql, args
-        self._row: tuple | None = None  # read from the cursor, which is then closed
+    def __init__(self, row: tuple | None = None, *, batch: _Batch | None = None) -> None:
+        self._row, self._batch = row, batch
 
     @property
     def row(self) -> tuple | None:
         """The returned row (None if the statement returned none)."""
-        if self._cursor is not None:
-            with _translated(self._connection, self._sql, self._args):
-                self._row = self._cursor.fetchone()
-            self._cursor.close()
-            self._cursor = None
+        if self._batch is not None:
+            self._batch.run_for(self)
         return self._row
 
     @property
@@ -217,94 +264,228 @@ class Returned:
         return self.row[0]
 
 
-_PIPELINE_KEY = "aftercare.fastsql.pipeline"  # in the DBAPI connection's info: the open one
+# --- one statement for a transaction's writes (PostgreSQL) --------------------------------------
+
+_BATCH_KEY = "aftercare.fastsql.batch"  # in the DBAPI connection's info: the open batch
+_PYFORMAT = re.compile(r"%%|%\((\w+)\)s")  # psycopg's named placeholder, or an escaped %
+# A ``text()`` parameter, as SQLAlchemy finds them.
+_TEXT_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
-def _in_pipeline(connection: Connection) -> bool:
-    return _PIPELINE_KEY in connection.info
+def _batch_of(connection: Connection) -> _Batch | None:
+    if connection.invalidated:  # its info is out of reach; ``write_batch`` clears it
+        return None
+    return connection.info.get(_BATCH_KEY)
+
+
+def _end_batch(connection: Connection) -> _Batch | None:
+    batch = _batch_of(connection)
+    if batch is not None:
+        del connection.info[_BATCH_KEY]
+    return batch
+
+
+@dataclass
+class _Pending:
+    statement: FastStatement
+    rows: list[dict[str, Any]]  # each row's bound arguments
+    returned: Returned | None
+
+
+class _Batch:
+    """The writes a ``write_batch`` block has deferred, run as one statement."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.driver = connection.connection.driver_connection
+        self.pending: list[_Pending] = []
+        self.cte_names: set[str] = set()
+        self.autocommit = False  # the block switched the driver to autocommit
+
+    def add(self, statement: FastStatement, rows: list[dict[str, Any]],
+            returned: Returned | None = None) -> None:
+        names = {name for name, _sql in statement.ctes}
+        if names & self.cte_names:  # two of a kind cannot share one WITH clause
+            self.run(final=False)
+        self.cte_names |= names
+        self.pending.append(_Pending(statement, rows, returned))
+
+    def run_for(self, returned: Returned) -> None:
+        if any(p.returned is returned for p in self.pending):
+            self.run(final=False)
+        if returned._batch is not None:
+            raise RuntimeError("the statement was not written: its batch failed or was dropped")
+
+    def run(self, *, final: bool) -> None:
+        """Send the deferred writes as one statement.
+
+        ``final``: at the commit. Otherwise something in the block needs the database to have
+        the writes now; in autocommit they would then commit without the rest, so the block's
+        transaction is begun first.
+        """
+        pending, self.pending, self.cte_names = self.pending, [], set()
+        if not pending:
+            return
+        if self.autocommit and not final:
+            self.restore_autocommit()
+        connection = self.connection
+        composed = _composed(tuple((p.statement, len(p.rows), p.returned is not None)
+                                   for p in pending))
+        plan = composed._numbered_plan(connection.dialect)
+        values = {f"w{i}_{r}_{name}": value
+                  for i, p in enumerate(pending) for r, row in enumerate(p.rows)
+                  for name, value in row.items()}
+        args = tuple(values[name] for name in plan.positional)
+        cursor = FastStatement._run(connection, plan, args, many=False,
+                                    cursor=RawCursor(self.driver))
+        try:
+            with _translated(connection, plan.sql, args):
+                row = cursor.fetchone()
+        finally:
+            cursor.close()
+        at = 0
+        for p in pending:
+            if p.returned is not None:
+                width = len(p.statement.returning)
+                p.returned._row, p.returned._batch = tuple(row[at:at + width]), None
+                at += width
+
+    def drop(self) -> None:
+        self.pending, self.cte_names = [], set()
+
+    def restore_autocommit(self) -> None:
+        """Back out of autocommit, which must never reach the pool's next user."""
+        if not self.autocommit:
+            return
+        self.autocommit = False
+        driver = self.driver
+        if driver.closed or not driver.autocommit:  # closed: invalidated, never pooled again
+            return
+        if driver.pgconn.transaction_status == _IDLE:
+            driver.autocommit = False
+        else:  # a statement still in progress after an error: not worth saving
+            self.connection.invalidate()
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(shape: tuple[tuple[FastStatement, int, bool], ...]) -> FastStatement:
+    """One statement doing the writes of ``shape`` ((statement, rows, returned?) each).
+
+    Every write becomes a data-modifying CTE ``w<i>``. They all see the snapshot taken before
+    the statement, so a child naming its parent by natural key looks first in the CTEs that
+    insert into the parent's table, then in the table. The main SELECT gives back the
+    RETURNING values asked for, in order.
+    """
+    ctes: list[tuple[str, str]] = []
+    types: dict[str, TypeEngine] = {}
+    selected: list[str] = []
+    inserted_into: dict[str, list[str]] = {}  # table -> CTEs inserting into it, so far
+    referenced = {key.table.name for statement, _rows, _returned in shape
+                  if isinstance(statement, _Insert) for key in statement.references.values()}
+    for i, (statement, rows, returned) in enumerate(shape):
+        name = f"w{i}"
+        prefixes = [f"{name}_{r}_" for r in range(rows)]
+        for prefix in prefixes:
+            types.update({prefix + key: type_ for key, type_ in statement.types.items()})
+        if isinstance(statement, _Insert):
+            returns = returned or statement.table.name in referenced
+            sql = statement.render(prefixes, inserted_into, returning="*" if returns else "")
+            if returns:
+                inserted_into.setdefault(statement.table.name, []).append(name)
+        else:
+            (prefix,) = prefixes
+
+            def rename(sql: str, prefix: str = prefix) -> str:
+                return _TEXT_BIND.sub(lambda m: f":{prefix}{m.group(1)}", sql)
+
+            ctes.extend((cte_name, rename(cte_sql)) for cte_name, cte_sql in statement.ctes)
+            sql = rename(statement.sql)
+        ctes.append((name, sql))
+        if returned:
+            selected += [f"(SELECT {column} FROM {name})" for column in statement.returning]
+    return FastStatement(f"SELECT {', '.join(selected) or '1'}", types, ctes=ctes)
 
 
 @contextmanager
-def pipeline(connection: Connection) -> Iterator[None]:
-    """Send the block's statements without waiting for each answer (PostgreSQL).
+def write_batch(connection: Connection) -> Iterator[None]:
+    """PostgreSQL: the block's writes reach the server as one statement, at the commit.
 
-    psycopg's pipeline mode: statements are queued and sent together, and the server's answers
-    are read when a result is needed (a ``FastQuery``, a ``Returned.value``) or when the
-    pipeline ends. A statement that fails makes the rest of the transaction fail; the error
-    comes out as SQLAlchemy's exception class, from wherever it was read.
+    Every ``FastStatement`` write in the block is deferred; the commit sends them together as
+    one statement of data-modifying CTEs (``_composed``). When the block starts outside a
+    transaction, the driver runs in autocommit until then: the block's reads need no BEGIN,
+    and the one write statement is a transaction of its own, so no COMMIT follows it either.
+    A filing is then two round trips, each one message: its read and its writes.
 
-    The pipeline ends with the block, or earlier at the transaction's commit: a commit inside
-    the block sends its COMMIT with the block's last statements, so they cost one round trip
-    together, and the connection goes back to the pool out of pipeline mode. Other databases
-    run the block as it is: SQLite has no round trips to save.
+    Anything that needs the writes earlier gets them earlier, inside a transaction (a
+    ``Returned`` read, a ``FastQuery``, SQLAlchemy's own statements, a block that ends without
+    a commit), and the commit then ends that transaction as usual. A rollback or an error in
+    the block drops what was not sent. Other databases run the block as it is: SQLite has no
+    round trips to save.
     """
-    dbapi_connection = connection.connection.driver_connection
-    if connection.dialect.name != "postgresql" or not hasattr(dbapi_connection, "pipeline"):
-        yield
+    if connection.dialect.name != "postgresql" or _BATCH_KEY in connection.info:
+        yield  # a block inside another joins it
         return
     info = connection.info  # the DBAPI connection's; the Connection may be closed at the end
-    if _PIPELINE_KEY in info:  # inside another block on this connection: join it
-        yield
-        return
-    block = dbapi_connection.pipeline()
-    with _translated(connection, "-- pipeline start", None):
-        info[_PIPELINE_KEY] = _Open(block, block.__enter__())
+    batch = info[_BATCH_KEY] = _Batch(connection)
+    driver = batch.driver
+    if not driver.autocommit and driver.pgconn.transaction_status == _IDLE:
+        driver.autocommit = batch.autocommit = True
     try:
         yield
-    except BaseException as exc:
-        if info.pop(_PIPELINE_KEY, None) is not None:
-            block.__exit__(type(exc), exc, exc.__traceback__)  # psycopg logs its own errors
+        if info.get(_BATCH_KEY) is batch:  # no commit in the block: the caller's transaction
+            batch.run(final=False)
+    except BaseException:
+        batch.drop()
         raise
-    if info.pop(_PIPELINE_KEY, None) is not None:
-        with _translated(connection, "-- pipeline sync", None):
-            block.__exit__(None, None, None)
+    finally:
+        if info.get(_BATCH_KEY) is batch:
+            del info[_BATCH_KEY]
+        batch.restore_autocommit()
 
 
-@dataclass(frozen=True)
-class _Open:
-    """An open pipeline: psycopg's context manager and the ``Pipeline`` it entered."""
-
-    block: Any
-    pipeline: Any
+_IDLE = 0  # libpq's PQTRANS_IDLE: no transaction open
 
 
-def _commit_ends_pipeline(connection: Connection) -> None:
-    """SQLAlchemy's ``commit`` event: queue COMMIT in the open pipeline and end it.
+def _commit_runs_batch(connection: Connection) -> None:
+    """SQLAlchemy's ``commit`` event: send the open batch's writes, then let the commit end.
 
-    The driver's own commit, which follows, then finds the transaction done. (Committing
-    inside the pipeline instead would cost the COMMIT's sync, a sync when the pool resets the
-    connection and one more when the pipeline ends.)
+    In autocommit the statement committed itself and the driver's commit finds nothing to do.
+    The batch ends here: the connection may serve someone else (an inline job) before the
+    block ends, and what the block writes after the commit runs as usual.
     """
-    opened = connection.info.pop(_PIPELINE_KEY, None)
-    if opened is None:
+    batch = _end_batch(connection)
+    if batch is None:
         return
-    with _translated(connection, "COMMIT", None):
-        try:
-            connection.connection.driver_connection.execute("COMMIT")
-        except BaseException as exc:
-            opened.block.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        opened.block.__exit__(None, None, None)
+    try:
+        batch.run(final=True)
+    finally:
+        batch.restore_autocommit()
 
 
-def _wait_for_sqlalchemys_own(connection: Connection, *args: Any) -> None:
-    """SQLAlchemy's ``after_cursor_execute``: in a pipeline, wait for the statement's answer.
+def _rollback_drops_batch(connection: Connection) -> None:
+    batch = _end_batch(connection)
+    if batch is not None:
+        batch.drop()
+        batch.restore_autocommit()
 
-    SQLAlchemy reads a result's shape right after executing (an ORM flush reads the ids its
-    INSERT returns), which a pipelined statement does not have yet; such statements inside a
-    ``pipeline`` block therefore cost a round trip each, as they would outside it.
+
+def _run_batch_before_sqlalchemys_own(connection: Connection, *args: Any) -> None:
+    """SQLAlchemy's ``before_cursor_execute``: a statement outside the batch (SQLAlchemy's
+    own, or fastsql's read) must find the batch's writes done.
+
+    fastsql calls these listeners for its own statements too; running the batch empties it
+    first, so its own statement passes through.
     """
-    opened = connection.info.get(_PIPELINE_KEY)
-    if opened is not None:
-        opened.pipeline.sync()
+    batch = _batch_of(connection)
+    if batch is not None and batch.pending:
+        batch.run(final=False)
 
 
 def session_ended(error: BaseException) -> bool:
     """The server ended the session (terminated backend, shutdown, connection failure).
 
-    psycopg reports the server's FATAL message before it sees the socket close, and in a
-    pipeline it may read that message while collecting an earlier statement's answer: the
-    driver then still calls the connection good, but it is gone.
+    psycopg reports the server's FATAL message before it sees the socket close: the driver
+    then still calls the connection good, but it is gone.
     """
     sqlstate = getattr(error, "sqlstate", None) or ""
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
@@ -316,11 +497,12 @@ def _ended_session_is_a_disconnect(context: Any) -> None:
         context.is_disconnect = True
 
 
-def install_pipeline_hooks(engine: Any = Engine) -> None:
-    """Let a commit end a ``pipeline``, make SQLAlchemy's statements in one wait for their
-    answers, and count an ended session as a lost connection (idempotent)."""
-    for name, hook in (("commit", _commit_ends_pipeline),
-                       ("after_cursor_execute", _wait_for_sqlalchemys_own),
+def install_hooks(engine: Any = Engine) -> None:
+    """Run a ``write_batch`` at the commit (or before a statement that needs it), drop it at a
+    rollback, and count an ended session as a lost connection (idempotent)."""
+    for name, hook in (("commit", _commit_runs_batch),
+                       ("rollback", _rollback_drops_batch),
+                       ("before_cursor_execute", _run_batch_before_sqlalchemys_own),
                        ("handle_error", _ended_session_is_a_disconnect)):
         if not event.contains(engine, name, hook):
             event.listen(engine, name, hook)
@@ -399,6 +581,41 @@ class FastQuery:
                 for row in raw]
 
 
+class _Insert(FastStatement):
+    """An ``INSERT ... VALUES`` built by ``insert_into``; a batch writes its rows in one."""
+
+    composes_rows = True
+
+    def __init__(self, table: Table, columns: Sequence[str], references: Mapping[str, Column],
+                 returning: Sequence[str], types: Mapping[str, TypeEngine],
+                 defaults: Mapping[str, Callable[[], Any]]) -> None:
+        self.table, self.columns, self.references = table, tuple(columns), dict(references)
+        super().__init__(self.render([""], {}, returning=", ".join(returning)), types, defaults,
+                         returning=returning)
+
+    def render(self, prefixes: Sequence[str], inserted_into: Mapping[str, Sequence[str]], *,
+               returning: str) -> str:
+        """The INSERT of one row per parameter prefix; a parent is looked up first in the
+        ``inserted_into`` CTEs of its table (see ``_composed``)."""
+        rows = []
+        for prefix in prefixes:
+            values = []
+            for name in self.columns:
+                key = self.references.get(name)
+                if key is None:
+                    values.append(f":{prefix}{name}")
+                    continue
+                (parent_id,) = key.table.primary_key.columns
+                lookups = [f"(SELECT {parent_id.name} FROM {source} "
+                           f"WHERE {key.name} = :{prefix}{key.name})"
+                           for source in (*inserted_into.get(key.table.name, ()), key.table.name)]
+                values.append(lookups[0] if len(lookups) == 1
+                              else f"COALESCE({', '.join(lookups)})")
+            rows.append(f"({', '.join(values)})")
+        sql = f"INSERT INTO {self.table.name} ({', '.join(self.columns)}) VALUES {', '.join(rows)}"
+        return f"{sql} RETURNING {returning}" if returning else sql
+
+
 def insert_into(table: Table, columns: Sequence[str] | None = None, *,
                 returning: Sequence[str] = (),
                 references: Mapping[str, Column] | None = None) -> FastStatement:
@@ -408,7 +625,7 @@ def insert_into(table: Table, columns: Sequence[str] | None = None, *,
     ``references`` fills a foreign key column by its parent's natural key instead of its id:
     ``{"claim_id": claims.c.claim_number}`` takes the parameter ``claim_number`` and writes
     ``(SELECT id FROM claims WHERE claim_number = :claim_number)``. A child row then needs
-    nothing back from its parent's INSERT, so both can be sent in one ``pipeline`` round trip.
+    nothing back from its parent's INSERT, so both go in one ``write_batch`` statement.
     """
     references = dict(references or {})
     if columns is None:
@@ -420,33 +637,23 @@ def insert_into(table: Table, columns: Sequence[str] | None = None, *,
                 if isinstance(c, UniqueConstraint))):
             raise ValueError(f"{table.name}.{name} by {key}: the column must be written, and "
                              f"{key} be a unique key with no namesake in {table.name}")
-    values, types = [], {}
-    for name in columns:
-        key = references.get(name)
-        if key is None:
-            values.append(f":{name}")
-            types[name] = table.c[name].type
-        else:
-            (parent_id,) = key.table.primary_key.columns
-            values.append(f"(SELECT {parent_id.name} FROM {key.table.name} "
-                          f"WHERE {key.name} = :{key.name})")
-            types[key.name] = key.type
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(values)})"
-    if returning:
-        sql += " RETURNING " + ", ".join(returning)
+    types: dict[str, TypeEngine] = {}
     defaults: dict[str, Callable[[], Any]] = {}
     for name in columns:
-        column = table.c[name]
-        default = column.default
-        if name in references:
+        key = references.get(name)
+        if key is not None:
+            types[key.name] = key.type
             continue
+        column = table.c[name]
+        types[name] = column.type
+        default = column.default
         if default is not None and default.is_scalar:
             defaults[name] = functools.partial(_constant, default.arg)
         elif default is not None and default.is_callable:
             defaults[name] = functools.partial(default.arg, None)  # SQLAlchemy passes a context
         elif column.nullable:
             defaults[name] = functools.partial(_constant, None)
-    return FastStatement(sql, types, defaults)
+    return _Insert(table, columns, references, returning, types, defaults)
 
 
 def _constant(value: Any) -> Any:

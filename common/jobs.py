@@ -133,7 +133,7 @@ class QueuedJob:
 
     @property
     def id(self) -> int:
-        """The row's id; inside a ``fastsql.pipeline``, reading it waits for the INSERT."""
+        """The row's id; inside a ``fastsql.write_batch``, there once the batch has run."""
         return self.returned.value
 
 

@@ -41,7 +41,7 @@ _INSERT_RMA = insert_into(Rma.__table__, references={"claim_id": Claim.__table__
 def issue_rma(*, claim_number: str, remedy: str, actor: Actor) -> IssuedRma:
     """Add an RMA for an approved claim to the current transaction (number unique by DB)."""
     number = new_rma_number()
-    # A number collision raises IntegrityError (at once, or where a pipeline is read); the
+    # A number collision raises IntegrityError (at once, or when the batch runs); the
     # caller retries with a fresh number.
     _INSERT_RMA.execute(
         connection_of(), {"rma_number": number, "claim_number": claim_number, "remedy": remedy}

@@ -21,7 +21,7 @@ class RoundTrips:
     def stop(self) -> int:
         self.pgconn.untrace()
         self.handle.close()
-        lines = self.path.read_text().splitlines()
+        lines = self.lines = self.path.read_text().splitlines()
         directions = [line.split("\t", 1)[0] for line in lines if line.strip()]
         return sum(1 for before, after in zip(directions, directions[1:], strict=False)
                    if before == "F" and after == "B")

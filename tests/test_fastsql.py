@@ -167,7 +167,7 @@ def test_a_query_on_the_cursor_returns_what_core_returns(app):
     db.session.rollback()
 
 
-# --- children by natural key, values read later, pipelines ------------------------------------
+# --- children by natural key, values read later, batches --------------------------------------
 
 TIMELINE = TimelineEntry.__table__
 INSERT_STEP = insert_into(TIMELINE, references={"claim_id": CLAIMS.c.claim_number})
@@ -205,105 +205,186 @@ def traced(tmp_path):  # noqa: ANN001, ANN202
     return connection, dbapi_connection, RoundTrips(dbapi_connection, tmp_path / "trace")
 
 
-@requires_postgres
-def test_a_pipeline_sends_the_writes_with_the_commit_in_one_round_trip(app, tmp_path):
-    from common.fastsql import pipeline
+def statements_sent(trips: RoundTrips) -> list[str]:
+    """The statements a traced connection ran: one Bind each, or a simple Query (BEGIN)."""
+    return [line for line in trips.lines if "\tBind\t" in line or "\tQuery\t" in line]
 
+
+def step(claim_number: str, kind: str = "filed") -> dict:
+    return {"claim_number": claim_number, "kind": kind, "params": {},
+            "occurred_at": datetime.now(UTC)}
+
+
+def count_rows(table) -> int:  # noqa: ANN001
+    return db.session.scalar(select(func.count()).select_from(table))
+
+
+@requires_postgres
+def test_a_batch_sends_its_writes_as_one_self_committing_statement(app, tmp_path):
+    from common.fastsql import write_batch
+
+    db.session.commit()  # start outside a transaction, as a request does
     connection, dbapi_connection, trips = traced(tmp_path)
-    with pipeline(connection):
+    with write_batch(connection):
         claim_id = INSERT_CLAIM.returned(connection, claim_values("C00000021"))
-        for kind in ("filed", "approved", "rma_issued"):
-            INSERT_STEP.execute(connection, {"claim_number": "C00000021", "kind": kind,
-                                             "params": {}, "occurred_at": datetime.now(UTC)})
+        INSERT_STEP.execute_many(connection, [step("C00000021", kind)
+                                              for kind in ("filed", "approved", "rma_issued")])
         db.session.commit()
-        # The commit ended the pipeline: the connection went back to the pool without it.
-        assert dbapi_connection.pgconn.pipeline_status == 0
-    assert trips.stop() == 2  # BEGIN (psycopg waits for it), then 4 statements and COMMIT
-    assert db.session.scalar(select(func.count()).select_from(TIMELINE)) == 3
+    assert trips.stop() == 1
+    assert len(statements_sent(trips)) == 1, "no BEGIN, no COMMIT"
+    assert dbapi_connection.autocommit is False, "autocommit never reaches the pool"
     assert claim_id.value == db.session.scalar(select(CLAIMS.c.id))
+    # The steps found the claim inserted beside them, and kept their order.
+    assert db.session.execute(select(TIMELINE.c.claim_id, TIMELINE.c.kind)
+                              .order_by(TIMELINE.c.id)).all() == [
+        (claim_id.value, "filed"), (claim_id.value, "approved"), (claim_id.value, "rma_issued")]
 
 
 @requires_postgres
-def test_without_a_pipeline_every_statement_waits(app, tmp_path):
+def test_without_a_batch_every_statement_waits(app, tmp_path):
     connection, _dbapi_connection, trips = traced(tmp_path)
     INSERT_CLAIM.returned(connection, claim_values("C00000022"))
-    INSERT_STEP.execute(connection, {"claim_number": "C00000022", "kind": "filed",
-                                     "params": {}, "occurred_at": datetime.now(UTC)})
+    INSERT_STEP.execute(connection, step("C00000022"))
     db.session.commit()
     assert trips.stop() == 4  # BEGIN, two INSERTs, COMMIT
 
 
 @requires_postgres
-def test_an_error_in_a_pipeline_is_integrity_error_at_the_commit_and_nothing_stays(app):
-    from common.fastsql import pipeline
+def test_a_child_in_a_batch_finds_a_parent_written_before_it(app):
+    from common.fastsql import write_batch
 
+    claim_id = INSERT_CLAIM.scalar(db.session.connection(), claim_values("C00000029"))
+    db.session.commit()
     connection = db.session.connection()
-    with pytest.raises(IntegrityError) as raised, pipeline(connection):
+    with write_batch(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000030"))  # another parent beside it
+        INSERT_STEP.execute(connection, step("C00000029"))
+        db.session.commit()
+    assert db.session.scalar(select(TIMELINE.c.claim_id)) == claim_id
+
+
+@requires_postgres
+def test_an_error_in_a_batch_is_integrity_error_at_the_commit_and_nothing_stays(app):
+    from common.fastsql import write_batch
+
+    db.session.commit()
+    connection = db.session.connection()
+    dbapi_connection = _dbapi(connection)
+    with pytest.raises(IntegrityError) as raised, write_batch(connection):
         INSERT_CLAIM.execute(connection, claim_values("C00000023"))
+        INSERT_STEP.execute(connection, step("C00000023"))
         INSERT_CLAIM.execute(connection, claim_values("C00000023", tracking_token_hash="e" * 64))
-        INSERT_STEP.execute(connection, {"claim_number": "C00000023", "kind": "filed",
-                                         "params": {}, "occurred_at": datetime.now(UTC)})
         db.session.commit()
     assert "unique" in str(raised.value.orig).lower() or "duplicate" in str(raised.value.orig)
+    assert dbapi_connection.autocommit is False
     db.session.rollback()
-    assert _dbapi(db.session.connection()).pgconn.pipeline_status == 0
-    assert db.session.scalar(select(func.count()).select_from(CLAIMS)) == 0
-    assert db.session.scalar(select(func.count()).select_from(TIMELINE)) == 0
+    assert count_rows(CLAIMS) == 0 and count_rows(TIMELINE) == 0
 
 
 @requires_postgres
-def test_reading_a_value_in_a_pipeline_raises_an_earlier_statements_error(app):
-    from common.fastsql import pipeline
+def test_an_error_raised_in_the_block_sends_nothing(app):
+    from common.fastsql import write_batch
 
+    db.session.commit()
     connection = db.session.connection()
-    with pytest.raises(IntegrityError), pipeline(connection):
-        INSERT_STEP.execute(connection, {"claim_number": "C-NO-SUCH", "kind": "filed",
-                                         "params": {}, "occurred_at": datetime.now(UTC)})
-        INSERT_CLAIM.returned(connection, claim_values("C00000024")).value  # noqa: B018
-    db.session.rollback()
-    assert db.session.scalar(select(func.count()).select_from(CLAIMS)) == 0
+    dbapi_connection = _dbapi(connection)
+    with pytest.raises(LookupError), write_batch(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000031"))
+        raise LookupError("the caller changed its mind")
+    assert dbapi_connection.autocommit is False
+    db.session.commit()
+    assert count_rows(CLAIMS) == 0
 
 
 @requires_postgres
-def test_a_pipeline_block_without_a_commit_leaves_the_transaction_to_the_caller(app):
-    from common.fastsql import pipeline
+def test_reading_a_value_early_writes_the_batch_so_far_inside_a_transaction(app, tmp_path):
+    from common.fastsql import write_batch
+
+    db.session.commit()
+    connection, _dbapi_connection, trips = traced(tmp_path)
+    with write_batch(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000024"))
+        returned = INSERT_CLAIM.returned(connection, claim_values("C00000025"))
+        assert returned.value is not None  # sent now, after a BEGIN
+        INSERT_STEP.execute(connection, step("C00000025"))
+        db.session.rollback()  # so nothing of it may stay
+    trips.stop()
+    assert statements_sent(trips)[0].endswith("BEGIN\"")
+    assert count_rows(CLAIMS) == 0 and count_rows(TIMELINE) == 0
+
+
+@requires_postgres
+def test_reading_an_earlier_statements_error_raises_it(app):
+    from common.fastsql import write_batch
 
     connection = db.session.connection()
-    with pipeline(connection):
-        INSERT_CLAIM.execute(connection, claim_values("C00000025"))
-    assert _dbapi(connection).pgconn.pipeline_status == 0
+    with pytest.raises(IntegrityError), write_batch(connection):
+        INSERT_STEP.execute(connection, step("C-NO-SUCH"))
+        INSERT_CLAIM.returned(connection, claim_values("C00000026")).value  # noqa: B018
     db.session.rollback()
-    assert db.session.scalar(select(func.count()).select_from(CLAIMS)) == 0
+    assert count_rows(CLAIMS) == 0
 
 
-def test_a_returned_value_is_read_after_the_pipelines_commit(app):
-    """On PostgreSQL from the pipeline's answers; SQLite runs the block as it is."""
-    from common.fastsql import pipeline
+def test_a_batch_without_a_commit_leaves_the_transaction_to_the_caller(app):
+    from common.fastsql import write_batch
+
+    db.session.commit()
+    connection = db.session.connection()
+    with write_batch(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000027"))
+    assert count_rows(CLAIMS) == 1, "written in the caller's transaction"
+    db.session.rollback()
+    assert count_rows(CLAIMS) == 0
+
+
+def test_a_returned_value_is_read_after_the_batchs_commit(app):
+    """On PostgreSQL from the batch's statement; SQLite runs the block as it is."""
+    from common.fastsql import write_batch
 
     connection = db.session.connection()
-    with pipeline(connection):
-        returned = INSERT_CLAIM.returned(connection, claim_values("C00000026"))
+    with write_batch(connection):
+        returned = INSERT_CLAIM.returned(connection, claim_values("C00000032"))
         db.session.commit()
     assert returned.value == db.session.scalar(select(CLAIMS.c.id))
 
 
-@requires_postgres
-def test_sqlalchemys_own_statements_in_a_pipeline_wait_for_their_answers(app):
-    from common.fastsql import pipeline
+def test_sqlalchemys_own_statements_in_a_batch_find_its_writes_done(app):
+    from common.fastsql import write_batch
 
+    db.session.commit()
     connection = db.session.connection()
-    with pipeline(connection):
-        INSERT_CLAIM.execute(connection, claim_values("C00000027"))
-        # Core reads the pipelined row; the ORM flush reads the id its INSERT returns.
+    with write_batch(connection):
+        INSERT_CLAIM.execute(connection, claim_values("C00000033"))
+        # Core reads the batched row; the ORM flush reads the id its INSERT returns.
         claim_id = db.session.scalar(select(CLAIMS.c.id).where(
-            CLAIMS.c.claim_number == "C00000027"))
-        step = TimelineEntry(claim_id=claim_id, kind="filed", params={},
-                             occurred_at=datetime.now(UTC))
-        db.session.add(step)
+            CLAIMS.c.claim_number == "C00000033"))
+        entry = TimelineEntry(claim_id=claim_id, kind="filed", params={},
+                              occurred_at=datetime.now(UTC))
+        db.session.add(entry)
         db.session.flush()
-        assert step.id is not None
+        assert entry.id is not None
+        INSERT_STEP.execute(connection, step("C00000033", "approved"))
         db.session.commit()
-    assert db.session.scalar(select(TIMELINE.c.claim_id)) == claim_id
+    assert db.session.scalars(select(TIMELINE.c.kind).order_by(TIMELINE.c.id)).all() == [
+        "filed", "approved"]
+
+
+@requires_postgres
+def test_two_statements_with_the_same_ctes_share_a_batch(app):
+    from sqlalchemy import Integer
+
+    from common.fastsql import write_batch
+
+    bump = FastStatement("INSERT INTO outbox_jobs (job_name, kwargs, created_at, attempts) "
+                         "SELECT 'bump', '{}', now(), n FROM counted",
+                         {"n": Integer()}, ctes=[("counted", "SELECT CAST(:n AS integer) AS n")])
+    db.session.commit()
+    connection = db.session.connection()
+    with write_batch(connection):
+        bump.execute(connection, {"n": 1})
+        bump.execute(connection, {"n": 2})  # cannot join the first: it is written first
+        db.session.commit()
+    assert db.session.scalars(select(OutboxJob.attempts).order_by(OutboxJob.id)).all() == [1, 2]
 
 
 @pytest.mark.parametrize(("sqlstate", "ended"), [
@@ -334,17 +415,15 @@ def test_a_reference_must_be_a_unique_key_with_a_parameter_name_of_its_own():
 
 
 @requires_postgres
-def test_a_pipeline_inside_another_joins_it(app, tmp_path):
-    from common.fastsql import pipeline
+def test_a_batch_inside_another_joins_it(app, tmp_path):
+    from common.fastsql import write_batch
 
-    connection, dbapi_connection, trips = traced(tmp_path)
-    with pipeline(connection):
+    db.session.commit()
+    connection, _dbapi_connection, trips = traced(tmp_path)
+    with write_batch(connection):
         INSERT_CLAIM.execute(connection, claim_values("C00000028"))
-        with pipeline(connection):
-            INSERT_STEP.execute(connection, {"claim_number": "C00000028", "kind": "filed",
-                                             "params": {}, "occurred_at": datetime.now(UTC)})
-        assert dbapi_connection.pgconn.pipeline_status != 0, "the outer block goes on"
+        with write_batch(connection):
+            INSERT_STEP.execute(connection, step("C00000028"))
         db.session.commit()
-    assert dbapi_connection.pgconn.pipeline_status == 0
-    assert trips.stop() == 2
-    assert db.session.scalar(select(func.count()).select_from(TIMELINE)) == 1
+    assert trips.stop() == 1
+    assert count_rows(TIMELINE) == 1
