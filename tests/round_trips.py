@@ -25,3 +25,11 @@ class RoundTrips:
         directions = [line.split("\t", 1)[0] for line in lines if line.strip()]
         return sum(1 for before, after in zip(directions, directions[1:], strict=False)
                    if before == "F" and after == "B")
+
+    def statements(self) -> list[str]:
+        """The statements run (after ``stop``): a Bind each, or a simple Query (BEGIN, COMMIT)."""
+        return [line for line in self.lines if "\tBind\t" in line or "\tQuery\t" in line]
+
+    def parsed(self) -> list[str]:
+        """The Parse messages (after ``stop``): the SQL of each statement not yet prepared."""
+        return [line for line in self.lines if "\tParse\t" in line]

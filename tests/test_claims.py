@@ -212,10 +212,8 @@ def test_filing_a_claim_costs_two_round_trips_after_the_ping(queued_app, tmp_pat
         if tracing:
             trace = tracing.pop()
             counted.append(trace.stop())
-            # A statement run is a Bind (a simple Query for BEGIN/COMMIT); Parse has its SQL.
-            statements.extend(line for line in trace.lines
-                              if "\tQuery\t" in line or "\tBind\t" in line)
-            parsed.extend(line for line in trace.lines if "\tParse\t" in line)
+            statements.extend(trace.statements())
+            parsed.extend(trace.parsed())
 
     db.session.remove()
     event.listen(db.engine, "checkout", checkout)

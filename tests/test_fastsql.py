@@ -205,11 +205,6 @@ def traced(tmp_path):  # noqa: ANN001, ANN202
     return connection, dbapi_connection, RoundTrips(dbapi_connection, tmp_path / "trace")
 
 
-def statements_sent(trips: RoundTrips) -> list[str]:
-    """The statements a traced connection ran: one Bind each, or a simple Query (BEGIN)."""
-    return [line for line in trips.lines if "\tBind\t" in line or "\tQuery\t" in line]
-
-
 def step(claim_number: str, kind: str = "filed") -> dict:
     return {"claim_number": claim_number, "kind": kind, "params": {},
             "occurred_at": datetime.now(UTC)}
@@ -231,7 +226,7 @@ def test_a_batch_sends_its_writes_as_one_self_committing_statement(app, tmp_path
                                               for kind in ("filed", "approved", "rma_issued")])
         db.session.commit()
     assert trips.stop() == 1
-    assert len(statements_sent(trips)) == 1, "no BEGIN, no COMMIT"
+    assert len(trips.statements()) == 1, "no BEGIN, no COMMIT"
     assert dbapi_connection.autocommit is False, "autocommit never reaches the pool"
     assert claim_id.value == db.session.scalar(select(CLAIMS.c.id))
     # The steps found the claim inserted beside them, and kept their order.
@@ -309,7 +304,7 @@ def test_reading_a_value_early_writes_the_batch_so_far_inside_a_transaction(app,
         INSERT_STEP.execute(connection, step("C00000025"))
         db.session.rollback()  # so nothing of it may stay
     trips.stop()
-    assert statements_sent(trips)[0].endswith("BEGIN\"")
+    assert trips.statements()[0].endswith("BEGIN\"")
     assert count_rows(CLAIMS) == 0 and count_rows(TIMELINE) == 0
 
 
