@@ -183,7 +183,8 @@ class FastStatement:
         psycopg rewrites ``%(name)s`` to ``$n`` on every run of a statement longer than 4 kB
         (or with more than 50 parameters), as a batch's usually is; this does it once.
         """
-        numbered = self._plans.get("numbered")
+        key = f"{dialect.name}:numbered"  # beside the dialect's own plan in ``_plans``
+        numbered = self._plans.get(key)
         if numbered is None:
             plan, order = self._plan(dialect), {}
 
@@ -192,7 +193,7 @@ class FastStatement:
                     return "%"
                 return f"${order.setdefault(match.group(1), len(order) + 1)}"
 
-            numbered = self._plans["numbered"] = _Plan(
+            numbered = self._plans[key] = _Plan(
                 _PYFORMAT.sub(number, plan.sql), tuple(order), plan.binders)
         return numbered
 
