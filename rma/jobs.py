@@ -5,7 +5,7 @@ from __future__ import annotations
 from common.actors import Actor
 from common.jobs import job
 from rma.presenter import label_data_for
-from rma.service import get_rma, prepare_label, render_label_batch
+from rma.service import prepare_label, render_label_batch
 
 LABELLER = Actor.system("labels")
 
@@ -26,9 +26,8 @@ def prepare_rma_label(*, outbox_id: int, rma_number: str | None = None,
         if rma is None:
             return
         rma_number = rma.rma_number
-    if prepare_label(rma_number=rma_number, data_for=label_data_for, actor=LABELLER):
-        add_timeline_entry(get_rma(rma_number).claim, "label_ready")
-        db.session.commit()
+    prepare_label(rma_number=rma_number, data_for=label_data_for, actor=LABELLER,
+                  on_ready=lambda rma: add_timeline_entry(rma.claim, "label_ready"))
 
 
 @job("rma.render_label_batch", timeout=600)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from audit.service import record_event
 from claims.models import Claim
@@ -104,14 +104,29 @@ def label_pdf(rma: Rma, data: LabelData, *, page: str = "4x6", store: bool = Tru
     return pdf
 
 
-def prepare_label(*, rma_number: str, data_for: Callable[[Rma], LabelData], actor: Actor) -> bool:
-    """Render and keep the 4x6 label; True the first time (idempotent)."""
+def prepare_label(*, rma_number: str, data_for: Callable[[Rma], LabelData], actor: Actor,
+                  on_ready: Callable[[Rma], None] | None = None) -> bool:
+    """Render and keep the 4x6 label; True the first time (idempotent, also when concurrent).
+
+    The label's readiness, its audit event and whatever ``on_ready`` adds (the customer's
+    timeline step) commit together: a worker killed in between leaves none of them, so the
+    retry does all of them once.
+    """
     rma = db.session.scalar(select(Rma).where(Rma.rma_number == rma_number))
     if rma is None or rma.label_ready_at is not None:
         return False
-    label_pdf(rma, data_for(rma), page="4x6")
-    rma.label_ready_at = utcnow()
+    label_pdf(rma, data_for(rma), page="4x6")  # keeps the rendered copy (its own commit)
+    # Conditional, so of two runs at once one marks it and the other (blocked on the row until
+    # the first commits) finds it marked.
+    marked = db.session.execute(
+        update(Rma).where(Rma.id == rma.id, Rma.label_ready_at.is_(None))
+        .values(label_ready_at=utcnow())).rowcount
+    if marked != 1:
+        db.session.rollback()
+        return False
     record_event(entity_type="rma", entity_id=rma.rma_number, action="rma.label_ready", actor=actor)
+    if on_ready is not None:
+        on_ready(rma)
     db.session.commit()
     return True
 

@@ -302,6 +302,71 @@ def test_an_announce_job_that_fails_midway_leaves_nothing_and_its_retry_runs_onc
     assert db.session.get(OutboxJob, row.id).attempts == 2
 
 
+def label_trail(rma_number: str) -> tuple[bool, int, int]:
+    """(label marked ready, rma.label_ready audit events, label_ready timeline steps)."""
+    db.session.rollback()
+    rma = db.session.scalar(select(Rma).where(Rma.rma_number == rma_number))
+    events = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "rma.label_ready", AuditEvent.entity_id == rma_number))
+    steps = db.session.scalar(select(func.count()).select_from(TimelineEntry).where(
+        TimelineEntry.claim_id == rma.claim_id, TimelineEntry.kind == "label_ready"))
+    return rma.label_ready_at is not None, events, steps
+
+
+def test_a_label_job_killed_before_its_timeline_step_leaves_nothing_for_the_retry_to_miss(
+        queued_app, monkeypatch):
+    """Readiness, audit event and the customer's timeline step commit together: a run that
+    dies after marking the label must not leave a retry that finds it ready and skips the step."""
+    import claims.service
+    from common.jobs import execute
+
+    rma_number = queued_app.test_client().post("/api/v1/claims", json=claim_body()).json[
+        "rma_number"]
+    (row,) = outbox_rows("rma.prepare_label")
+
+    def killed(*args, **kwargs):
+        raise ConnectionError("worker lost its database connection")
+
+    monkeypatch.setattr(claims.service, "add_timeline_entries", killed)
+    with pytest.raises(ConnectionError):
+        execute(row.id)
+    assert label_trail(rma_number) == (False, 0, 0)
+    monkeypatch.undo()
+    assert execute(row.id) == "completed"
+    assert label_trail(rma_number) == (True, 1, 1)
+
+
+@requires_postgres
+def test_two_label_runs_at_once_mark_the_label_ready_once(queued_app):
+    """A retried job and the abandoned run it replaces may overlap: one marks, one finds it."""
+    from claims.service import add_timeline_entry
+    from rma.jobs import LABELLER
+    from rma.presenter import label_data_for
+    from rma.service import prepare_label
+
+    rma_number = queued_app.test_client().post("/api/v1/claims", json=claim_body()).json[
+        "rma_number"]
+    db.session.remove()
+    barrier = threading.Barrier(2)
+    results: list[bool] = []
+
+    def run() -> None:
+        with queued_app.app_context():
+            barrier.wait()
+            results.append(prepare_label(
+                rma_number=rma_number, data_for=label_data_for, actor=LABELLER,
+                on_ready=lambda rma: add_timeline_entry(rma.claim, "label_ready")))
+            db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == [False, True]
+    assert label_trail(rma_number) == (True, 1, 1)
+
+
 def test_jobs_queued_by_id_before_the_upgrade_still_run(queued_app):
     """Rows written by the release that named the claim and RMA by id, not by number."""
     from common.jobs import OutboxJob, enqueue_job, execute
