@@ -34,7 +34,9 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
 
     def work() -> None:
         worker = Worker([jobs.queue_for(app, name) for name in names],
-                        connection=jobs.redis_connection(app))
+                        connection=jobs.redis_connection(app),
+                        maintenance_interval=app.config["RQ_MAINTENANCE_SECONDS"],
+                        worker_ttl=app.config["RQ_WORKER_TTL_SECONDS"])
         worker.work(burst=burst, with_scheduler=True)
 
     if not burst:

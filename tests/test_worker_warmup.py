@@ -34,3 +34,34 @@ def test_worker_command_warms_up_before_serving(app, monkeypatch):
     result = app.test_cli_runner().invoke(args=["worker", "--burst"])
     assert result.exit_code == 0, result.output
     assert calls == ["warm", "work"]
+
+
+def test_worker_runs_rq_upkeep_often_enough_to_take_over_from_a_dead_worker(app, monkeypatch):
+    """rq retries abandoned jobs and hands the scheduler over only in its upkeep, every 10
+    minutes by default; an idle worker wakes only once per dequeue timeout (its TTL less 15 s)."""
+    created: list[dict] = []
+
+    class FakeWorker:
+        def __init__(self, *args, **kwargs) -> None:
+            created.append(kwargs)
+
+        def work(self, **kwargs) -> None:
+            pass
+
+    monkeypatch.setattr("common.cli.warm_up", lambda _app: None)
+    monkeypatch.setattr("rq.Worker", FakeWorker)
+    app.config.update(REDIS_URL="redis://127.0.0.1:6379/15", RQ_MAINTENANCE_SECONDS=45,
+                      RQ_WORKER_TTL_SECONDS=70)
+    result = app.test_cli_runner().invoke(args=["worker"])
+    assert result.exit_code == 0, result.output
+    assert created[0]["maintenance_interval"] == 45 and created[0]["worker_ttl"] == 70
+
+
+def test_rq_upkeep_defaults_resume_a_dead_hosts_work_within_two_minutes(monkeypatch, tmp_path):
+    from common.config import load_config
+
+    monkeypatch.delenv("RQ_MAINTENANCE_SECONDS", raising=False)
+    monkeypatch.delenv("RQ_WORKER_TTL_SECONDS", raising=False)
+    config = load_config(str(tmp_path))
+    idle_wake = config["RQ_WORKER_TTL_SECONDS"] - 15  # rq's dequeue timeout
+    assert config["RQ_MAINTENANCE_SECONDS"] <= 60 and idle_wake <= 60

@@ -122,18 +122,81 @@ def worker_env(app: Flask, database_url: str, redis_url: str) -> dict[str, str]:
             "MAIL_BACKEND": "file", "MAIL_FILE_DIR": app.config["MAIL_FILE_DIR"]}
 
 
-def start_worker(env: dict[str, str], *, burst: bool = False) -> subprocess.Popen:
-    """The real worker command, in its own process group (worker and work horse die together)."""
-    args = [sys.executable, "-m", "flask", "--app", "app", "worker"] + (["--burst"] if burst
-                                                                         else [])
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The real worker command, in a session of its own, logging to ``log``."""
+    args = [sys.executable, "-m", "flask", "--app", "app", "worker"]
+    with log.open("ab") as out:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
-def stop_process_group(process: subprocess.Popen, sig: int) -> None:
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process, read from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            fields = stat[stat.rindex(")") + 2:].split()
+            table[int(entry.name)] = (int(fields[1]), fields[0])
+    return table
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants. rq's work horse runs in a process group of its own, so
+    signalling the worker's group never reaches it."""
+    table = _process_table()
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, (parent, _) in table.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def kill_tree(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_worker(process: subprocess.Popen, sig: int, log: Path, database_url: str) -> None:
+    """Stop a worker: SIGKILL takes the whole tree down at once, as when its host dies; SIGTERM
+    is a warm shutdown that must end within 30 s, or the failure says what the tree was doing."""
+    tree = process_tree(process.pid)
+    if sig == signal.SIGKILL:
+        kill_tree(tree)
+        process.wait(timeout=10)
+        return
     if process.poll() is None:
         os.killpg(process.pid, sig)
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        table = _process_table()
+        states = {pid: table.get(pid, (0, "gone"))[1] for pid in process_tree(process.pid)}
+        kill_tree(list(states))
+        process.wait(timeout=10)
+        raise AssertionError(
+            f"the worker ignored {signal.Signals(sig).name} for 30 s; processes {states}; "
+            f"database sessions {database_sessions(database_url)}; its log ends:\n"
+            f"{log.read_text()[-4000:]}") from None
+
+
+def database_sessions(database_url: str) -> list[tuple]:
+    """What every other session of the test database is doing, waiting for and since when."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(
+                "SELECT pid, state, wait_event_type, wait_event, now() - xact_start,"
+                " left(query, 120) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"))]
+    finally:
+        engine.dispose()
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
@@ -222,27 +285,33 @@ def test_killed_worker_loses_no_label_and_sends_no_email_twice(make_app, private
             batch = app.config["OUTBOX_RELAY_BATCH"]
             assert jobs.queue_for(app).count == -(-2 * BATCH // batch)
         env = worker_env(app, database_url, private_redis.url)
-        worker = start_worker(env)
+        worker = start_worker(env, tmp_path / f"worker-{round_}.log")
         with relay_running(app), app.app_context():
             # Kill once some emails went out but most jobs are still waiting.
             wait_for(lambda: count(OutboxJob, OutboxJob.completed_at.is_not(None)) >= BATCH // 3,
                      60, "the first worker to make progress")
-            stop_process_group(worker, signal.SIGKILL)
+            stop_worker(worker, signal.SIGKILL, tmp_path / f"worker-{round_}.log", database_url)
             done_at_kill = count(OutboxJob, OutboxJob.completed_at.is_not(None))
         assert done_at_kill < 3 * BATCH, "the worker finished before it was killed"
         # What rq does by itself about 90 s after a work horse died (its heartbeat expired):
-        # the abandoned job is retried. Fast-forward that clock instead of sleeping.
+        # the abandoned job is retried (in 10 s, by a scheduler). And what Redis does about 60 s
+        # after the dead worker's scheduler last refreshed its lock: the lock expires, so the
+        # next worker's upkeep (RQ_MAINTENANCE_SECONDS) takes the scheduler over. Fast-forward
+        # both clocks instead of sleeping.
         from rq.registry import StartedJobRegistry
+        from rq.scheduler import RQScheduler
 
         with app.app_context():
-            registry = StartedJobRegistry(queue=jobs.queue_for(app))
+            queue = jobs.queue_for(app)
+            registry = StartedJobRegistry(queue=queue)
             abandoned = len(registry.get_job_ids())
             registry.cleanup(timestamp=time.time() + 3600)
+            queue.connection.delete(RQScheduler.get_locking_key(queue.name))
         # The relay's stale-row pass (every few minutes in production, fast-forwarded here)
         # resends what the kill orphaned: a job taken off the queue but never started.
         app.config["OUTBOX_REDISPATCH_AFTER_SECONDS"] = 0
         jobs.relay(app)
-        replacement = start_worker(env)
+        replacement = start_worker(env, tmp_path / f"replacement-{round_}.log")
         try:
             with relay_running(app), app.app_context():
                 try:
@@ -251,7 +320,8 @@ def test_killed_worker_loses_no_label_and_sends_no_email_twice(make_app, private
                 except AssertionError as timeout:
                     raise AssertionError(f"{timeout}; stuck: {stuck_jobs(app)}") from None
         finally:
-            stop_process_group(replacement, signal.SIGTERM)
+            stop_worker(replacement, signal.SIGTERM, tmp_path / f"replacement-{round_}.log",
+                        database_url)
         rows = assert_every_job_done_once(app, BATCH)
         with app.app_context():
             retried = count(Message, Message.attempts > 1)
