@@ -35,7 +35,7 @@ from common.tokens import secret_hash
 from inventory.service import expect_unit
 from messaging.service import queue_message
 from rma.models import Rma
-from rma.numbers import ALPHABET
+from rma.numbers import random_symbols
 from rma.service import IssuedRma, issue_rma
 from webhooks.service import publish_many
 
@@ -116,7 +116,7 @@ class _NewClaim:
 
 
 def new_claim_number() -> str:
-    return "C" + "".join(secrets.choice(ALPHABET) for _ in range(9))
+    return "C" + random_symbols(9)
 
 
 def tracking_url(settings: ClaimSettings, token: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import func, select, update
 
 from audit.service import record_event
@@ -15,7 +13,7 @@ from inventory import routing
 from inventory.manifest import ManifestData, ManifestLine, render_manifest
 from inventory.models import RECEIVING_BIN, Shipment, ShipmentItem, StockMovement, Unit
 from inventory.service import get_unit
-from rma.numbers import ALPHABET, check_character, normalize_rma_input, parse_rma_number
+from rma.numbers import check_character, normalize_rma_input, parse_rma_number, random_symbols
 
 # Statuses in which a unit counts towards a partner's load.
 PARTNER_LOAD_STATUSES = ("routed", "shipped_to_partner", "received_at_partner", "diagnosing",
@@ -24,7 +22,7 @@ ROUTABLE = ("received", "on_hold", "routed", "returned_from_partner")
 
 
 def new_shipment_number() -> str:
-    payload = "S" + "".join(secrets.choice(ALPHABET) for _ in range(8))
+    payload = "S" + random_symbols(8)
     return payload + check_character(payload)
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+assert len(ALPHABET) == 32  # random_symbols relies on it
 PREFIX = "R"
 BODY_LENGTH = 8
 LENGTH = len(PREFIX) + BODY_LENGTH + 1
@@ -81,9 +82,25 @@ def check_character(payload: str) -> str:
     return ALPHABET[_times_alpha(_syndrome(payload))]
 
 
-def new_rma_number(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
-    """A fresh random RMA number in canonical form; callers retry on a unique-key clash."""
-    payload = PREFIX + "".join(ALPHABET[randbelow(len(ALPHABET))] for _ in range(BODY_LENGTH))
+def random_symbols(count: int) -> str:
+    """``count`` symbols of the alphabet from the OS's CSPRNG, uniformly, in one draw.
+
+    The alphabet has 32 symbols, so the low five bits of a random byte pick one without bias
+    (one ``token_bytes`` read instead of a ``randbelow`` call per symbol).
+    """
+    return "".join([ALPHABET[byte & 31] for byte in secrets.token_bytes(count)])
+
+
+def new_rma_number(randbelow: Callable[[int], int] | None = None) -> str:
+    """A fresh random RMA number in canonical form; callers retry on a unique-key clash.
+
+    ``randbelow``: a seeded generator's, for reproducible numbers in tests and benchmarks.
+    """
+    if randbelow is None:
+        body = random_symbols(BODY_LENGTH)
+    else:
+        body = "".join(ALPHABET[randbelow(len(ALPHABET))] for _ in range(BODY_LENGTH))
+    payload = PREFIX + body
     return payload + check_character(payload)
 
 

@@ -19,6 +19,7 @@ from rma.numbers import (
     new_rma_number,
     normalize_rma_input,
     parse_rma_number,
+    random_symbols,
 )
 
 VALID = "R7K4M9QX2V"
@@ -65,6 +66,25 @@ def test_generated_numbers_are_valid_canonical_and_use_only_the_alphabet():
         assert number.startswith("R")
         assert set(number) <= set(ALPHABET)
         assert parse_rma_number(number) == RmaParse("ok", number, "valid RMA number")
+
+
+def test_random_symbols_map_every_byte_value_to_the_alphabet_without_bias(monkeypatch):
+    """Each of the 256 byte values once: every symbol comes out exactly 8 times."""
+    from collections import Counter
+
+    import rma.numbers
+
+    monkeypatch.setattr(rma.numbers.secrets, "token_bytes", lambda n: bytes(range(256))[:n])
+    symbols = rma.numbers.random_symbols(256)
+    assert len(symbols) == 256
+    assert Counter(symbols) == {symbol: 8 for symbol in ALPHABET}
+
+
+def test_random_symbols_draw_fresh_symbols_from_the_system_source():
+    drawn = [random_symbols(9) for _ in range(200)]
+    assert all(len(text) == 9 and set(text) <= set(ALPHABET) for text in drawn)
+    assert len(set(drawn)) == 200
+    assert set("".join(drawn)) == set(ALPHABET)  # 1,800 draws: each of 32 symbols appears
 
 
 def test_generation_draws_eight_symbols_from_the_injected_source():
