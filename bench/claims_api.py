@@ -66,7 +66,9 @@ from typing import Any
 
 from flask import Flask
 
+from bench import cpu
 from bench.common import start_process, stop_process
+from bench.cpu import CpuMeter
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.5
@@ -77,6 +79,7 @@ CLAIMS_PATH = "/api/v1/claims"
 BARE_PATH = "/insert"
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 GUNICORN_WORKERS = 2
+SERVER_PIDS: dict[int, int] = {}  # port -> gunicorn master pid, for the CPU figures
 
 
 # --- request bodies ------------------------------------------------------------------------------
@@ -206,8 +209,12 @@ def run_load(
     warmup: float,
     seconds: float,
     expect: int = 201,
+    meter: CpuMeter | None = None,
 ) -> RunResult:
-    """``concurrency`` threads POST bodies from ``feed``: ``warmup`` s, then ``seconds`` counted."""
+    """``concurrency`` threads POST bodies from ``feed``: ``warmup`` s, then ``seconds`` counted.
+
+    ``meter`` measures the CPU of the stack's processes over the counted window.
+    """
     result = RunResult(name, seconds)
     lock = threading.Lock()
     start = time.perf_counter()
@@ -259,8 +266,13 @@ def run_load(
     ]
     for thread in threads:
         thread.start()
+    if meter is not None:
+        time.sleep(max(0.0, measure_from - time.perf_counter()))
+        meter.start()
     for thread in threads:
         thread.join(timeout=warmup + seconds + 60)
+    if meter is not None:
+        meter.stop()
     return result
 
 
@@ -308,6 +320,7 @@ def gunicorn(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    SERVER_PIDS[port] = proc.pid
     try:
         wait_until_ready(proc, port, log_path, workers)
         yield port
@@ -588,6 +601,35 @@ def verify(
     return claims_ok and jobs_ok and bare_ok
 
 
+def stack_meter(port: int, relay_pid: int, database: str) -> CpuMeter:
+    """CPU of every process the load runs through while one server is under load."""
+    master = SERVER_PIDS[port]
+    groups = {
+        "web (gunicorn)": lambda: cpu.tree(master),
+        "relay": lambda: cpu.tree(relay_pid),
+        "load generator": lambda: [os.getpid()],
+        "redis": lambda: cpu.named("redis-server"),
+    }
+    if database == "postgresql":
+        groups["postgresql"] = lambda: cpu.named("postgres")
+    return CpuMeter(groups)
+
+
+def print_cpu(results: list[tuple[RunResult, CpuMeter]]) -> None:
+    """CPU milliseconds per successful request, by process group, over the measured windows."""
+    if not cpu.available():
+        print("CPU per request: not measured (no /proc)")
+        return
+    names = list(results[0][1].groups)
+    print("CPU ms per request " + "".join(f"{name:>16}" for name in names)
+          + f"{'all':>9}{'machine busy':>14}")
+    for result, meter in results:
+        per = meter.ms_per(result.requests - result.errors)
+        print(f"{result.name:<19}" + "".join(f"{per.get(name, 0.0):>16.2f}" for name in names)
+              + f"{sum(per.values()):>9.2f}{meter.machine_busy:>13.0%}")
+    print()
+
+
 def print_table(results: list[RunResult]) -> None:
     print(
         f"{'server':<14}{'requests':>10}{'errors':>8}{'req/s':>10}"
@@ -731,6 +773,8 @@ def main(argv: list[str] | None = None) -> int:
                 setup.workdir / "bare-gunicorn.log",
                 args.workers,
             ) as bare_port:
+                meters = {port: stack_meter(port, relay_proc.pid, setup.kind)
+                          for port in (claims_port, bare_port)}
                 for _round in range(args.rounds):
                     for runs, name, port, path, feed in (
                         (claims_runs, "claim filing", claims_port, CLAIMS_PATH, claims_feed),
@@ -739,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
                         runs.append(run_load(
                             name, port, path, feed, concurrency=args.concurrency,
                             warmup=args.warmup, seconds=args.seconds / args.rounds,
+                            meter=meters[port],
                         ))
                 drained = wait_until_relayed(app, relay_proc)
             claims, bare = merged(claims_runs), merged(bare_runs)
@@ -753,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("ratio per round: " + ", ".join(f"{r:.2f}" for r in each)
                       + f" (median {statistics.median(each):.2f})")
             print(f"ratio claims/bare: {ratio:.2f} (target >= {TARGET_RATIO:.2f}: {met})\n")
+            print_cpu([(claims, meters[claims_port]), (bare, meters[bare_port])])
             ok = verify(
                 app,
                 before,
