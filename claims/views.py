@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, jsonify, request
 from flask_login import current_user
 from flask_smorest import Blueprint
 
@@ -34,7 +34,6 @@ api_bp = Blueprint("claims", __name__, url_prefix="/api/v1/claims",
 
 # Instances, not classes: webargs would build a new schema for every request from a class.
 CREATE_SCHEMA = ClaimCreateSchema()
-FILED_SCHEMA = ClaimFiledSchema()
 IDEMPOTENCY_HEADER = {
     "in": "header", "name": "Idempotency-Key", "required": False,
     "schema": {"type": "string", "maxLength": 200},
@@ -89,11 +88,12 @@ def file_claim(data: dict[str, Any]) -> Any:
     if filed.replayed is not None and filed.replayed.response_body is not None:
         return filed.replayed.response_body, filed.replayed.response_status
     status = 201 if filed.created else 200
-    body = filed_response(filed)  # dumped once, by the response decorator
+    # Already the schema's plain JSON form (tests/test_claims.py checks it against the schema),
+    # so the busiest public endpoint answers it as it is instead of dumping it again.
+    body = filed_response(filed)
     if idempotency is not None and filed.created:
-        service.remember_response(idempotency.scope, idempotency.key, status,
-                                  FILED_SCHEMA.dump(body))
-    return body, status
+        service.remember_response(idempotency.scope, idempotency.key, status, body)
+    return jsonify(body), status
 
 
 @api_bp.route("")

@@ -42,6 +42,23 @@ def count(model) -> int:
     return db.session.scalar(select(func.count()).select_from(model))
 
 
+@pytest.mark.parametrize("changes", [
+    {}, {"serial_number": "OLD1"}, {"remedy": "refund"}, {"email": "eve@example.com"},
+], ids=["approved", "rejected", "needs_review", "unknown_to_this_email"])
+def test_the_filing_answer_is_exactly_what_its_schema_documents(client, catalog, changes):
+    """The view answers its presenter's dict as it is, without a schema dump: it must already
+    be the schema's form, field for field, for every kind of decision and for a duplicate."""
+    from claims.schemas import ClaimFiledSchema
+
+    schema = ClaimFiledSchema()
+    first = client.post("/api/v1/claims", json=claim_body(**changes))
+    again = client.post("/api/v1/claims", json=claim_body(**changes))
+    for response in (first, again):
+        assert response.status_code in (200, 201)
+        assert set(response.json) == set(schema.fields)
+        assert schema.dump(response.json) == response.json
+
+
 def test_valid_claim_is_approved_with_an_rma_and_tracking_link(client, catalog):
     response = client.post("/api/v1/claims", json=claim_body())
     assert response.status_code == 201
