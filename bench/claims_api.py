@@ -31,6 +31,12 @@ Databases: ``sqlite`` uses fresh files in a temporary folder; ``postgresql`` cre
 name) and drops it at the end. After the runs the claims, RMAs, outbox rows and rq jobs are
 counted against the 201s.
 
+After the table it prints the CPU each successful request cost, by process group (the server's
+gunicorn master and workers, the relay, this load generator, redis-server, and the postgres
+processes), over the measured windows only, and how busy the whole machine was
+(``bench/cpu.py``, read from /proc). On a CPU-bound machine the throughput ratio follows the
+ratio of the "all" column; the columns say which process a change has to make cheaper.
+
 ``--profile N`` then files N more claims in-process through the Flask test client (same database,
 same Redis, same code path less gunicorn and HTTP) under cProfile and prints the hotspots
 (``--profile-out PATH`` keeps the stats). ``--workers`` changes the gunicorn worker count of both
