@@ -35,7 +35,10 @@ After the table it prints the CPU each successful request cost, by process group
 gunicorn master and workers, the relay, this load generator, redis-server, and the postgres
 processes), over the measured windows only, and how busy the whole machine was
 (``bench/cpu.py``, read from /proc). On a CPU-bound machine the throughput ratio follows the
-ratio of the "all" column; the columns say which process a change has to make cheaper.
+ratio of the "all" column; the columns say which process a change has to make cheaper. They
+are approximate: redis-server and postgres count every such process on the machine, the relay's
+work left over from one window is charged to the next, and requests still in flight when a
+window closes cost CPU without being counted.
 
 ``--profile N`` then files N more claims in-process through the Flask test client (same database,
 same Redis, same code path less gunicorn and HTTP) under cProfile and prints the hotspots

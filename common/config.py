@@ -112,7 +112,7 @@ def load_config(instance_path: str, overrides: Mapping[str, Any] | None = None) 
         # How often a worker runs rq's upkeep: retrying jobs a dead worker abandoned and taking
         # over the scheduler (which runs delayed retries) when its holder died. rq's own default
         # is 10 minutes, and an idle worker wakes only once per dequeue timeout (worker TTL less
-        # 15 s), so both are shortened: a dead host's work resumes within about two minutes.
+        # 15 s), so both are shortened: a dead host's work resumes within about three minutes.
         "RQ_MAINTENANCE_SECONDS": max(1, _env_int("RQ_MAINTENANCE_SECONDS", 60)),
         "RQ_WORKER_TTL_SECONDS": max(16, _env_int("RQ_WORKER_TTL_SECONDS", 75)),
         # The relay sends up to this many outbox rows in one rq job (one work-horse fork).

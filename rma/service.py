@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from audit.service import record_event
 from claims.models import Claim
@@ -99,7 +100,7 @@ def label_pdf(rma: Rma, data: LabelData, *, page: str = "4x6", store: bool = Tru
         )
         try:
             db.session.commit()
-        except Exception:  # noqa: BLE001 - a concurrent request stored it first: same label
+        except IntegrityError:  # a concurrent request stored it first: the same label
             db.session.rollback()
     return pdf
 
@@ -120,7 +121,8 @@ def prepare_label(*, rma_number: str, data_for: Callable[[Rma], LabelData], acto
     # the first commits) finds it marked.
     marked = db.session.execute(
         update(Rma).where(Rma.id == rma.id, Rma.label_ready_at.is_(None))
-        .values(label_ready_at=utcnow())).rowcount
+        .values(label_ready_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount
     if marked != 1:
         db.session.rollback()
         return False

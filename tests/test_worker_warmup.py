@@ -62,6 +62,12 @@ def test_rq_upkeep_defaults_resume_a_dead_hosts_work_within_two_minutes(monkeypa
 
     monkeypatch.delenv("RQ_MAINTENANCE_SECONDS", raising=False)
     monkeypatch.delenv("RQ_WORKER_TTL_SECONDS", raising=False)
+    from redis import Redis
+    from rq import Worker
+
     config = load_config(str(tmp_path))
-    idle_wake = config["RQ_WORKER_TTL_SECONDS"] - 15  # rq's dequeue timeout
-    assert config["RQ_MAINTENANCE_SECONDS"] <= 60 and idle_wake <= 60
+    worker = Worker(["aftercare"], connection=Redis(),  # no command is sent: nothing connects
+                    maintenance_interval=config["RQ_MAINTENANCE_SECONDS"],
+                    worker_ttl=config["RQ_WORKER_TTL_SECONDS"])
+    assert worker.maintenance_interval <= 60
+    assert worker.dequeue_timeout <= 60  # how long an idle worker waits before its upkeep

@@ -130,8 +130,8 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state) of every process, read from /proc."""
+def _process_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, session id, state) of every process, read from /proc."""
     table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -140,35 +140,38 @@ def _process_table() -> dict[int, tuple[int, str]]:
             except OSError:
                 continue  # exited meanwhile
             fields = stat[stat.rindex(")") + 2:].split()
-            table[int(entry.name)] = (int(fields[1]), fields[0])
+            table[int(entry.name)] = (int(fields[1]), int(fields[3]), fields[0])
     return table
 
 
-def process_tree(root: int) -> list[int]:
-    """``root`` and its descendants. rq's work horse runs in a process group of its own, so
-    signalling the worker's group never reaches it."""
-    table = _process_table()
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, (parent, _) in table.items() if parent in frontier]
-        tree += frontier
-    return tree
+def kill_session(session_id: int) -> None:
+    """SIGKILL every live process of the session, as when its host dies, until none is left.
 
-
-def kill_tree(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    rq's work horse runs in a process group of its own, so signalling the worker's group never
+    reaches it; it stays in the worker's session (``start_worker``), even once re-parented,
+    and a horse forked while the first ones are killed is found on the next pass.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = [pid for pid, (_parent, session, state) in _process_table().items()
+                 if session == session_id and state != "Z"]
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"processes of session {session_id} outlived SIGKILL")
 
 
 def stop_worker(process: subprocess.Popen, sig: int, log: Path, database_url: str) -> None:
-    """Stop a worker: SIGKILL takes the whole tree down at once, as when its host dies; SIGTERM
-    is a warm shutdown that must end within 30 s, or the failure says what the tree was doing."""
-    tree = process_tree(process.pid)
+    """Stop a worker: SIGKILL takes its whole session down at once, as when its host dies;
+    SIGTERM is a warm shutdown that must end within 30 s, or the failure says what its
+    processes were doing."""
     if sig == signal.SIGKILL:
-        kill_tree(tree)
+        kill_session(process.pid)
         process.wait(timeout=10)
         return
     if process.poll() is None:
@@ -176,9 +179,9 @@ def stop_worker(process: subprocess.Popen, sig: int, log: Path, database_url: st
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        table = _process_table()
-        states = {pid: table.get(pid, (0, "gone"))[1] for pid in process_tree(process.pid)}
-        kill_tree(list(states))
+        states = {pid: state for pid, (_parent, session, state) in _process_table().items()
+                  if session == process.pid}
+        kill_session(process.pid)
         process.wait(timeout=10)
         raise AssertionError(
             f"the worker ignored {signal.Signals(sig).name} for 30 s; processes {states}; "
@@ -286,12 +289,17 @@ def test_killed_worker_loses_no_label_and_sends_no_email_twice(make_app, private
             assert jobs.queue_for(app).count == -(-2 * BATCH // batch)
         env = worker_env(app, database_url, private_redis.url)
         worker = start_worker(env, tmp_path / f"worker-{round_}.log")
-        with relay_running(app), app.app_context():
-            # Kill once some emails went out but most jobs are still waiting.
-            wait_for(lambda: count(OutboxJob, OutboxJob.completed_at.is_not(None)) >= BATCH // 3,
-                     60, "the first worker to make progress")
-            stop_worker(worker, signal.SIGKILL, tmp_path / f"worker-{round_}.log", database_url)
-            done_at_kill = count(OutboxJob, OutboxJob.completed_at.is_not(None))
+        try:
+            with relay_running(app), app.app_context():
+                # Kill once some emails went out but most jobs are still waiting.
+                wait_for(lambda: count(OutboxJob, OutboxJob.completed_at.is_not(None))
+                         >= BATCH // 3, 60, "the first worker to make progress")
+                stop_worker(worker, signal.SIGKILL, tmp_path / f"worker-{round_}.log",
+                            database_url)
+                done_at_kill = count(OutboxJob, OutboxJob.completed_at.is_not(None))
+        finally:  # also when the wait failed: nothing of the worker may outlive the test
+            kill_session(worker.pid)
+            worker.wait(timeout=10)
         assert done_at_kill < 3 * BATCH, "the worker finished before it was killed"
         # What rq does by itself about 90 s after a work horse died (its heartbeat expired):
         # the abandoned job is retried (in 10 s, by a scheduler). And what Redis does about 60 s
