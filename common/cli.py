@@ -21,7 +21,7 @@ outbox_cli = AppGroup("outbox", help="Transactional outbox of background jobs.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker_command(queues: tuple[str, ...], burst: bool) -> None:
     """Run an rq worker with the application preloaded (work horses fork from it)."""
-    from rq import Worker
+    from common.rq_worker import Worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if not app.config.get("REDIS_URL"):

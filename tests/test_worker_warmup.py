@@ -29,7 +29,7 @@ def test_worker_command_warms_up_before_serving(app, monkeypatch):
         def work(self, **kwargs) -> None:
             calls.append("work")
 
-    monkeypatch.setattr("rq.Worker", FakeWorker)
+    monkeypatch.setattr("common.rq_worker.Worker", FakeWorker)
     app.config["REDIS_URL"] = "redis://127.0.0.1:6379/15"
     result = app.test_cli_runner().invoke(args=["worker", "--burst"])
     assert result.exit_code == 0, result.output
@@ -49,7 +49,7 @@ def test_worker_runs_rq_upkeep_often_enough_to_take_over_from_a_dead_worker(app,
             pass
 
     monkeypatch.setattr("common.cli.warm_up", lambda _app: None)
-    monkeypatch.setattr("rq.Worker", FakeWorker)
+    monkeypatch.setattr("common.rq_worker.Worker", FakeWorker)
     app.config.update(REDIS_URL="redis://127.0.0.1:6379/15", RQ_MAINTENANCE_SECONDS=45,
                       RQ_WORKER_TTL_SECONDS=70)
     result = app.test_cli_runner().invoke(args=["worker"])
