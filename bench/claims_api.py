@@ -184,8 +184,12 @@ class RunResult:
     exhausted: bool = False
 
     @property
+    def successes(self) -> int:
+        return self.requests - self.errors
+
+    @property
     def rate(self) -> float:
-        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+        return self.successes / self.seconds if self.seconds else 0.0
 
     def percentile(self, fraction: float) -> float:
         if not self.latencies:
@@ -633,7 +637,7 @@ def print_cpu(results: list[tuple[RunResult, CpuMeter]]) -> None:
     print("CPU ms per request " + "".join(f"{name:>16}" for name in names)
           + f"{'all':>9}{'machine busy':>14}")
     for result, meter in results:
-        per = meter.ms_per(result.requests - result.errors)
+        per = meter.ms_per(result.successes)
         print(f"{result.name:<19}" + "".join(f"{per.get(name, 0.0):>16.2f}" for name in names)
               + f"{sum(per.values()):>9.2f}{meter.machine_busy:>13.0%}")
     print()

@@ -20,7 +20,9 @@ def available() -> bool:
     return (PROC / "stat").exists()
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, parent pid, process
+    group, session, ...), or None once the process has exited."""
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -29,24 +31,32 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2:].split()
 
 
+def all_stat_fields() -> dict[int, list[str]]:
+    """``stat_fields`` of every process."""
+    table = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            fields = stat_fields(int(entry.name))
+            if fields is not None:
+                table[int(entry.name)] = fields
+    return table
+
+
 def process_ticks(pid: int) -> int:
     """User + system CPU ticks the process has used so far (0 once it has exited)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return int(fields[11]) + int(fields[12]) if fields else 0
 
 
 def _processes() -> list[tuple[int, int, str]]:
     """(pid, parent pid, command name) of every process."""
     found = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
-            if fields is not None:
-                try:
-                    name = (entry / "comm").read_text().strip()
-                except OSError:
-                    continue
-                found.append((int(entry.name), int(fields[1]), name))
+    for pid, fields in all_stat_fields().items():
+        try:
+            name = (PROC / str(pid) / "comm").read_text().strip()
+        except OSError:
+            continue
+        found.append((pid, int(fields[1]), name))
     return found
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import create_engine, event, func, select, text
 
 from audit.models import AuditEvent
 from audit.service import verify_chain
+from bench.cpu import all_stat_fields
 from catalog.importing import run_import
 from claims.models import Claim, TimelineEntry
 from common import jobs
@@ -132,16 +133,8 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 def _process_table() -> dict[int, tuple[int, int, str]]:
     """pid -> (parent pid, session id, state) of every process, read from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # exited meanwhile
-            fields = stat[stat.rindex(")") + 2:].split()
-            table[int(entry.name)] = (int(fields[1]), int(fields[3]), fields[0])
-    return table
+    return {pid: (int(fields[1]), int(fields[3]), fields[0])
+            for pid, fields in all_stat_fields().items()}
 
 
 def kill_session(session_id: int) -> None:
